@@ -1,0 +1,49 @@
+"""Apache Airflow provider for the OpenAI Batch API and OpenAI-compatible Batch APIs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider to Airflow (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "airflow-batch-provider",
+        "name": "OpenAI Batch",
+        "description": "Run OpenAI (and OpenAI-compatible) Batch API jobs from Airflow.",
+        "versions": [__version__],
+        "hook-class-names": ["airflow_batch_provider.hooks.batch.OpenAIBatchHook"],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_batch_provider.hooks.batch.OpenAIBatchHook",
+                "connection-type": "openai_batch",
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "OpenAI Batch",
+                "python-modules": ["airflow_batch_provider.hooks.batch"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "OpenAI Batch",
+                "python-modules": ["airflow_batch_provider.triggers.batch"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "OpenAI Batch",
+                "python-modules": ["airflow_batch_provider.operators.batch"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "OpenAI Batch",
+                "python-modules": ["airflow_batch_provider.sensors.batch"],
+            }
+        ],
+        "extra-links": ["airflow_batch_provider.links.OpenAIBatchLink"],
+    }
