@@ -23,6 +23,10 @@ class OpenAIBatchAPIError(AirflowException):
     :param request_id: the ``x-request-id`` header, to quote to the API's support.
     """
 
+    # AirflowException declares ``status_code`` as an HTTPStatus for its REST API; here it is the
+    # status the OpenAI-compatible API answered with, or None when no answer came.
+    status_code: int | None  # type: ignore[assignment]
+
     def __init__(
         self,
         message: str,

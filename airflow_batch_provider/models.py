@@ -67,9 +67,7 @@ class BatchStatus(str, Enum):
         return self.value
 
 
-_TERMINAL = frozenset(
-    {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
-)
+_TERMINAL = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED})
 _IN_PROGRESS = frozenset(
     {BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING, BatchStatus.CANCELLING}
 )
@@ -164,9 +162,7 @@ class Batch(_APIModel):
     usage: BatchUsage | None = None
     output_expires_after: ExpiresAfter | None = None
 
-    _normalize_file_ids = field_validator("output_file_id", "error_file_id", mode="before")(
-        _empty_to_none
-    )
+    _normalize_file_ids = field_validator("output_file_id", "error_file_id", mode="before")(_empty_to_none)
 
 
 class BatchList(_APIModel):
