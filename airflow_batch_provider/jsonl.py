@@ -1,0 +1,463 @@
+"""Build, validate and read the JSONL files of the Batch API, streaming.
+
+An input file holds one request per line::
+
+    {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+
+:func:`find_problems` checks such a file against the Batch API's rules and returns every
+problem it finds, each with a 1-based ``line``, ``param``, ``code`` and ``message`` (the shape
+the API reports in ``Batch.errors``). It is the one place these rules live: the
+operators validate with it before uploading and the emulator fails batches with it.
+
+Validation reads the file once, in binary, one line at a time, and checks plain dicts
+(no model per line), so it costs little more than parsing the file and its memory grows
+only with the set of ``custom_id`` values.
+
+Where the live API has an error code for a rule, :class:`ProblemCode` uses it.
+Differences from the live API worth knowing: a line that holds only whitespace is a
+problem (``invalid_json_line``), and the message of an unparseable line ends with the
+parser's reason after the live API's sentence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from enum import Enum
+from typing import Any, BinaryIO, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from airflow_batch_provider.exceptions import BatchInputError
+from airflow_batch_provider.models import BatchError, BatchRequest, BatchResult
+
+SUPPORTED_ENDPOINTS: tuple[str, ...] = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+)
+"""The endpoints a batch may target; the one list the provider and the emulator use."""
+
+MAX_REQUESTS = 50_000
+"""Most requests (lines) one input file may hold."""
+MAX_FILE_BYTES = 200 * 1024 * 1024
+"""Largest input file, in bytes."""
+MAX_EMBEDDING_INPUTS = 50_000
+"""Most embedding inputs, summed over every request, of one ``/v1/embeddings`` batch."""
+
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+
+_Line = TypeVar("_Line", BatchRequest, BatchResult)
+
+JSONLSource = str | os.PathLike[str] | BinaryIO
+"""A path, or a file object opened in binary mode (left open after use)."""
+
+
+class ProblemCode(str, Enum):
+    """The ``code`` of each problem :func:`find_problems` reports."""
+
+    # Codes the live API reports.
+    INVALID_JSON_LINE = "invalid_json_line"
+    MISSING_REQUIRED_PARAMETER = "missing_required_parameter"
+    INVALID_URL = "invalid_url"
+    INVALID_VALUE = "invalid_value"
+    STREAMING_UNSUPPORTED = "streaming_unsupported"
+    DUPLICATE_CUSTOM_ID = "duplicate_custom_id"
+    MODEL_MISMATCH = "model_mismatch"
+    EMPTY_FILE = "empty_file"
+    TOO_MANY_TASKS = "too_many_tasks"
+    # Codes of our own, for rules whose live code is not known.
+    INVALID_TYPE = "invalid_type"
+    INVALID_METHOD = "invalid_method"
+    INVALID_ENCODING = "invalid_encoding"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_MANY_EMBEDDING_INPUTS = "too_many_embedding_inputs"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+INVALID_JSON_MESSAGE = "This line is not parseable as valid JSON."
+
+_REQUIRED_FIELDS = ("custom_id", "method", "url", "body")
+
+
+def _reject_constant(name: str) -> Any:
+    # json accepts NaN and Infinity, which are not JSON and which the API rejects.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _problem(
+    code: ProblemCode, message: str, param: str | None = None, line: int | None = None
+) -> BatchError:
+    return BatchError(code=code.value, message=message, param=param, line=line)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def endpoint_problem(endpoint: str) -> BatchError | None:
+    """Say what is wrong with a batch's ``endpoint``, or return None when it is supported.
+
+    The message is the live API's answer to ``POST /v1/batches`` with that endpoint.
+
+    :param endpoint: the endpoint the batch targets, e.g. ``/v1/chat/completions``.
+    """
+    if endpoint in SUPPORTED_ENDPOINTS:
+        return None
+    supported = ", ".join(f"'{value}'" for value in SUPPORTED_ENDPOINTS)
+    return _problem(
+        ProblemCode.INVALID_VALUE,
+        f"Invalid value: '{endpoint}'. Supported values are: {supported}.",
+        param="endpoint",
+    )
+
+
+def _source_name(source: JSONLSource) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return str(getattr(source, "name", "batch input file"))
+
+
+@contextlib.contextmanager
+def _open_binary(source: JSONLSource, mode: str = "rb") -> Iterator[BinaryIO]:
+    """Open a path, or pass a binary file object through (the caller closes it)."""
+    if isinstance(source, io.TextIOBase):
+        raise TypeError(f"{_source_name(source)} is open in text mode; open it in binary mode ('{mode}').")
+    if hasattr(source, "open"):  # pathlib.Path, UPath, ObjectStoragePath: remote paths open too
+        with source.open(mode) as file:
+            yield file
+    elif isinstance(source, str | os.PathLike):
+        with open(source, mode) as file:
+            yield file  # type: ignore[misc]
+    else:
+        yield source
+
+
+def write_requests(
+    requests: Iterable[Mapping[str, Any] | BatchRequest],
+    destination: JSONLSource,
+) -> int:
+    """Write requests to a JSONL input file, one compact JSON object per line, streaming.
+
+    The requests are not validated here; run :func:`validate_file` on the result.
+
+    :param requests: dicts or :class:`BatchRequest` objects; any iterable, consumed once.
+    :param destination: a path (created or overwritten) or a binary file object (left open).
+    :return: how many requests were written.
+    :raises TypeError: a request is not a mapping, or holds a value of no JSON type.
+    :raises ValueError: a request holds NaN or an infinity, which JSON cannot represent.
+    """
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    count = 0
+    with _open_binary(destination, "wb") as file:
+        for count, request in enumerate(requests, start=1):
+            if isinstance(request, BaseModel):
+                request = request.model_dump(mode="json")
+            elif not isinstance(request, Mapping):
+                raise TypeError(f"Request {count} is {type(request).__name__}, not a dict or BatchRequest.")
+            try:
+                line = encode(request if isinstance(request, dict) else dict(request))
+            except (TypeError, ValueError) as exc:  # a value of no JSON type, or NaN
+                raise type(exc)(f"Request {count} cannot be written as JSON: {exc}") from exc
+            file.write(line.encode("utf-8"))
+            file.write(b"\n")
+    return count
+
+
+class _Checker:
+    """The per-line rules of an input file; one instance checks one file."""
+
+    def __init__(self, endpoint: str, max_requests: int, max_bytes: int, max_embedding_inputs: int) -> None:
+        self.endpoint = endpoint
+        self.check_url = endpoint in SUPPORTED_ENDPOINTS
+        self.count_inputs = endpoint == EMBEDDINGS_ENDPOINT
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.max_embedding_inputs = max_embedding_inputs
+        self.problems: list[BatchError] = []
+        self.requests = 0
+        self.size = 0
+        self.embedding_inputs = 0
+        self.blank_lines = 0
+        self.first_line_of_id: dict[str, int] = {}
+        self.first_line_of_model: dict[str, int] = {}
+
+    def check_file(self, file: BinaryIO) -> None:
+        bad_endpoint = endpoint_problem(self.endpoint)
+        if bad_endpoint is not None:
+            self.problems.append(bad_endpoint)
+        line = 0
+        for line, raw in enumerate(file, start=1):
+            self.check_size(line, raw)
+            request = self.parse(line, raw)
+            if request is not None:
+                self.check_request(line, request)
+        if line == self.blank_lines:
+            # No line but blank ones: one problem for the file, not one per blank line.
+            self.problems = [problem for problem in self.problems if problem.line is None]
+            self.add(ProblemCode.EMPTY_FILE, "The file is empty; it holds no requests.", None, None)
+
+    def add(self, code: ProblemCode, message: str, param: str | None, line: int | None) -> None:
+        self.problems.append(_problem(code, message, param, line))
+
+    def check_size(self, line: int, raw: bytes) -> None:
+        size = self.size + len(raw)
+        if self.size <= self.max_bytes < size:
+            self.add(
+                ProblemCode.FILE_TOO_LARGE,
+                f"The file is larger than {self.max_bytes:,} bytes, the most a batch input file may hold; "
+                f"it passes that size on line {line}. Split it into several batches.",
+                None,
+                line,
+            )
+        self.size = size
+
+    def parse(self, line: int, raw: bytes) -> object:
+        """Decode one line; report and return None when it is not valid UTF-8 JSON."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.add(
+                ProblemCode.INVALID_ENCODING,
+                f"This line is not valid UTF-8: byte {exc.start + 1} is {raw[exc.start : exc.start + 1]!r}. "
+                "Save the file as UTF-8.",
+                None,
+                line,
+            )
+            return None
+        try:
+            return _DECODER.decode(text)
+        except ValueError as exc:
+            if text.strip():
+                reason = str(exc)
+            else:
+                reason = "the line is empty"
+                self.blank_lines += 1
+            self.add(ProblemCode.INVALID_JSON_LINE, f"{INVALID_JSON_MESSAGE} ({reason})", None, line)
+            return None
+
+    def check_request(self, line: int, request: object) -> None:
+        self.requests += 1
+        if self.requests == self.max_requests + 1:
+            self.add(
+                ProblemCode.TOO_MANY_TASKS,
+                f"The file holds more than {self.max_requests:,} requests, the most one batch may hold; "
+                f"line {line} is request {self.requests:,}. Split it into several batches.",
+                None,
+                line,
+            )
+        if type(request) is not dict:
+            self.add(
+                ProblemCode.INVALID_TYPE,
+                f"Each line must be a JSON object (a request), but this line is {_json_type(request)}.",
+                None,
+                line,
+            )
+            return
+        for field in _REQUIRED_FIELDS:
+            if request.get(field) is None:
+                self.add(
+                    ProblemCode.MISSING_REQUIRED_PARAMETER,
+                    f"Missing required parameter: '{field}'.",
+                    field,
+                    line,
+                )
+        self.check_custom_id(line, request.get("custom_id"))
+        method = request.get("method")
+        if method is not None and method != "POST":
+            self.add(
+                ProblemCode.INVALID_METHOD,
+                f"Invalid method: {method!r}. The Batch API supports only 'POST'.",
+                "method",
+                line,
+            )
+        url = request.get("url")
+        if url is not None and url != self.endpoint and self.check_url:
+            self.add(
+                ProblemCode.INVALID_URL,
+                f"The url {url!r} does not match the batch's endpoint '{self.endpoint}'; "
+                "every request of a batch must target the batch's endpoint.",
+                "url",
+                line,
+            )
+        body = request.get("body")
+        if type(body) is dict:
+            self.check_body(line, body)
+        elif body is not None:
+            self.add(
+                ProblemCode.INVALID_TYPE,
+                f"Invalid type for 'body': expected an object, but got {_json_type(body)}.",
+                "body",
+                line,
+            )
+
+    def check_custom_id(self, line: int, custom_id: object) -> None:
+        if type(custom_id) is not str or not custom_id:
+            if custom_id is not None:
+                self.add(
+                    ProblemCode.INVALID_TYPE,
+                    f"Invalid type for 'custom_id': expected a non-empty string, but got "
+                    f"{'an empty string' if custom_id == '' else _json_type(custom_id)}.",
+                    "custom_id",
+                    line,
+                )
+            return
+        first = self.first_line_of_id.setdefault(custom_id, line)
+        if first != line:
+            self.add(
+                ProblemCode.DUPLICATE_CUSTOM_ID,
+                f"The custom_id {custom_id!r} is already used on line {first}; "
+                "each request of a batch needs its own custom_id.",
+                "custom_id",
+                line,
+            )
+
+    def check_body(self, line: int, body: dict[str, Any]) -> None:
+        model = body.get("model")
+        if type(model) is str and model not in self.first_line_of_model:
+            if self.first_line_of_model:
+                first_model, first_line = next(iter(self.first_line_of_model.items()))
+                self.add(
+                    ProblemCode.MODEL_MISMATCH,
+                    f"The model {model!r} first appears on line {line}, but line {first_line} uses "
+                    f"{first_model!r}; every request of a batch must use the same model.",
+                    "body.model",
+                    line,
+                )
+            self.first_line_of_model[model] = line
+        if body.get("stream") is True:
+            self.add(
+                ProblemCode.STREAMING_UNSUPPORTED,
+                "Streaming is not supported in a batch; remove 'stream' or set it to false.",
+                "body.stream",
+                line,
+            )
+        if self.count_inputs:
+            self.count_embedding_inputs(line, body.get("input"))
+
+    def count_embedding_inputs(self, line: int, inputs: object) -> None:
+        # One request embeds a string or a token array (one input each), or a list of them.
+        many = isinstance(inputs, list) and bool(inputs) and not isinstance(inputs[0], int)
+        total = self.embedding_inputs + (len(inputs) if many else 1)  # type: ignore[arg-type]
+        if self.embedding_inputs <= self.max_embedding_inputs < total:
+            self.add(
+                ProblemCode.TOO_MANY_EMBEDDING_INPUTS,
+                f"The batch holds more than {self.max_embedding_inputs:,} embedding inputs in all, the "
+                f"most one /v1/embeddings batch may hold; line {line} brings the total to {total:,}.",
+                "body.input",
+                line,
+            )
+        self.embedding_inputs = total
+
+
+def _check(
+    source: JSONLSource, endpoint: str, max_requests: int, max_bytes: int, max_embedding_inputs: int
+) -> _Checker:
+    checker = _Checker(endpoint, max_requests, max_bytes, max_embedding_inputs)
+    with _open_binary(source) as file:
+        checker.check_file(file)
+    return checker
+
+
+def find_problems(
+    source: JSONLSource,
+    endpoint: str,
+    *,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> list[BatchError]:
+    """Check a batch input file against the Batch API's rules and list every problem found.
+
+    Problems come in the order of the lines they are on; a problem of the whole batch
+    (an unsupported endpoint, an empty file) has ``line`` None.
+
+    :param source: the input file: a path, or a binary file object (read from where it is).
+    :param endpoint: the endpoint the batch targets; every line's ``url`` must equal it.
+    :param max_requests: most requests allowed; default :data:`MAX_REQUESTS`.
+    :param max_bytes: largest file size allowed, in bytes; default :data:`MAX_FILE_BYTES`.
+    :param max_embedding_inputs: most embedding inputs allowed in all when ``endpoint`` is
+        ``/v1/embeddings``; default :data:`MAX_EMBEDDING_INPUTS`.
+    :return: the problems, empty when the file is valid.
+    """
+    return _check(source, endpoint, max_requests, max_bytes, max_embedding_inputs).problems
+
+
+def validate_file(
+    source: JSONLSource,
+    endpoint: str,
+    *,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> int:
+    """Check a batch input file and raise one error listing every problem in it.
+
+    Takes the same arguments as :func:`find_problems`.
+
+    :return: how many requests the file holds.
+    :raises BatchInputError: the file breaks at least one rule; its ``errors`` lists them all.
+    """
+    checker = _check(source, endpoint, max_requests, max_bytes, max_embedding_inputs)
+    if checker.problems:
+        raise BatchInputError(checker.problems, source=_source_name(source))
+    return checker.requests
+
+
+def _iter_lines(source: JSONLSource, model: type[_Line]) -> Iterator[_Line]:
+    with _open_binary(source) as file:
+        for line, raw in enumerate(file, start=1):
+            if not raw.strip():
+                continue  # e.g. a trailing blank line; it holds nothing to read
+            try:
+                yield model.model_validate_json(raw)
+            except ValidationError as exc:
+                reasons = "; ".join(
+                    f"{'.'.join(map(str, error['loc'])) or 'line'}: {error['msg']}"
+                    for error in exc.errors(include_url=False)
+                )
+                raise ValueError(
+                    f"{_source_name(source)}, line {line}: not a valid {model.__name__}: {reasons}"
+                ) from None
+
+
+def read_results(source: JSONLSource) -> Iterator[BatchResult]:
+    """Read a batch output or error file, one :class:`BatchResult` per line, streaming.
+
+    Blank lines are skipped.
+
+    :param source: the file: a path, or a binary file object (left open).
+    :raises ValueError: a line is not a result line; the message names the line and field.
+    """
+    return _iter_lines(source, BatchResult)
+
+
+def iter_requests(source: JSONLSource) -> Iterator[BatchRequest]:
+    """Read a batch input file, one :class:`BatchRequest` per line, streaming.
+
+    Meant for a file :func:`validate_file` accepted; blank lines are skipped.
+
+    :param source: the file: a path, or a binary file object (left open).
+    :raises ValueError: a line is not a request; the message names the line and field.
+    """
+    return _iter_lines(source, BatchRequest)
