@@ -51,6 +51,8 @@ import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
+from airflow_batch_provider.emulator.errors import APIError
+
 if TYPE_CHECKING:
     from airflow_batch_provider.emulator.settings import EmulatorSettings
 
@@ -83,31 +85,6 @@ class Execution:
     body: JSON
     usage: JSON | None = None
 
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx answer."""
-        return 200 <= self.status_code < 300
-
-    @property
-    def input_tokens(self) -> int:
-        """Input tokens of :attr:`usage`, whichever shape the endpoint uses (0 without usage)."""
-        return _token_field(self.usage, "input_tokens", "prompt_tokens")
-
-    @property
-    def output_tokens(self) -> int:
-        """Output tokens of :attr:`usage`, whichever shape the endpoint uses (0 without usage)."""
-        return _token_field(self.usage, "output_tokens", "completion_tokens")
-
-
-def _token_field(usage: JSON | None, *names: str) -> int:
-    if not usage:
-        return 0
-    for name in names:
-        value = usage.get(name)
-        if isinstance(value, int):
-            return value
-    return 0
-
 
 class Executor(Protocol):
     """Executes one request of a batch; never raises for a bad request or a failed server."""
@@ -119,13 +96,6 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release what the executor holds (connections); it may be used again afterwards."""
         ...
-
-
-def error_body(
-    message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> JSON:
-    """An error body in the live API's shape."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -142,32 +112,25 @@ _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
 }
 
 
-def status_error_body(status_code: int) -> JSON:
-    """The live API's error body for an HTTP error status (as the emulator forces or injects it)."""
+def status_error(status_code: int) -> APIError:
+    """The live API's error for an HTTP error status, as the emulator forces or injects it."""
     default_type = "server_error" if status_code >= 500 else "invalid_request_error"
     message, type_, code = _STATUS_ERRORS.get(
         status_code, (f"The request failed with status {status_code}.", default_type, None)
     )
-    return error_body(message, type=type_, code=code)
+    return APIError(status_code, message, type=type_, code=code)
 
 
-class RequestRejected(Exception):
-    """A request the live endpoint would refuse: becomes an error :class:`Execution`."""
-
-    def __init__(self, status_code: int, body: JSON) -> None:
-        super().__init__(body["error"]["message"])
-        self.status_code = status_code
-        self.body = body
-
-    @classmethod
-    def invalid(cls, message: str, param: str | None = None, code: str | None = None) -> RequestRejected:
-        return cls(400, error_body(message, param=param, code=code))
-
-    def execution(self) -> Execution:
-        return Execution(self.status_code, self.body)
+def _failed(error: APIError) -> Execution:
+    return Execution(error.status_code, error.body())
 
 
 # --- validation, with the live API's messages ------------------------------------------------------
+
+
+def _invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
 
 _JSON_TYPE_NAMES = {
     str: "a string",
@@ -184,14 +147,12 @@ def _type_name(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _missing(param: str) -> RequestRejected:
-    return RequestRejected.invalid(
-        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-    )
+def _missing(param: str) -> APIError:
+    return _invalid(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
 
 
-def _wrong_type(param: str, expected: str, value: object) -> RequestRejected:
-    return RequestRejected.invalid(
+def _wrong_type(param: str, expected: str, value: object) -> APIError:
+    return _invalid(
         f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
         param=param,
         code="invalid_type",
@@ -205,7 +166,7 @@ def _optional_int(body: JSON, param: str, minimum: int = 1) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise _wrong_type(param, "an integer", value)
     if value < minimum:
-        raise RequestRejected.invalid(
+        raise _invalid(
             f"Invalid '{param}': integer below minimum value. Expected a value >= {minimum}, "
             f"but got {value} instead.",
             param=param,
@@ -217,7 +178,7 @@ def _optional_int(body: JSON, param: str, minimum: int = 1) -> int | None:
 def _model(body: JSON, default: str | None = None) -> str:
     model = body.get("model", default)
     if model is None or model == "":
-        raise RequestRejected.invalid("you must provide a model parameter")
+        raise _invalid("you must provide a model parameter")
     if not isinstance(model, str):
         raise _wrong_type("model", "a string", model)
     return model
@@ -236,7 +197,7 @@ def _forced_status(body: JSON, model: str) -> int | None:
     except (TypeError, ValueError):
         status = 0
     if not 400 <= status <= 599:
-        raise RequestRejected.invalid(
+        raise _invalid(
             f"Invalid value: {value!r}. The emulator can only force an HTTP error status (400-599).",
             param=param,
             code="invalid_value",
@@ -272,7 +233,7 @@ def _chat_messages(body: JSON) -> list[tuple[str, str]]:
     if not isinstance(messages, list):
         raise _wrong_type("messages", "an array", messages)
     if not messages:
-        raise RequestRejected.invalid(
+        raise _invalid(
             "Invalid 'messages': empty array. Expected an array with minimum length 1, "
             "but got an empty array instead.",
             param="messages",
@@ -288,7 +249,7 @@ def _chat_messages(body: JSON) -> list[tuple[str, str]]:
             raise _missing(f"{where}.role")
         if role not in _CHAT_ROLES:
             supported = ", ".join(f"'{name}'" for name in _CHAT_ROLES[:-1])
-            raise RequestRejected.invalid(
+            raise _invalid(
                 f"Invalid value: {role!r}. Supported values are: {supported}, and '{_CHAT_ROLES[-1]}'.",
                 param=f"{where}.role",
                 code="invalid_value",
@@ -326,7 +287,7 @@ def _response_input(body: JSON) -> list[tuple[str, str]]:
     if not isinstance(items, list):
         raise _wrong_type("input", "one of a string or array of input items", items)
     if not items:
-        raise RequestRejected.invalid(
+        raise _invalid(
             "Invalid 'input': empty array. Expected an array with minimum length 1, "
             "but got an empty array instead.",
             param="input",
@@ -362,7 +323,7 @@ def _texts(
     value = body.get(param)
     if value is None:
         raise _missing(param)
-    invalid = RequestRejected.invalid(
+    invalid = _invalid(
         f"'$.{param}' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
     )
     if isinstance(value, str):
@@ -534,19 +495,17 @@ class LocalExecutor:
         """:meth:`execute` without the event loop (it does no I/O)."""
         handler = self._handlers.get(url)
         if handler is None:
-            return Execution(404, error_body(f"Invalid URL (POST {url})"))
+            return _failed(APIError(404, f"Invalid URL (POST {url})"))
         if not isinstance(body, dict):
-            return Execution(
-                400, error_body(f"Invalid type for body: expected an object, got {_type_name(body)}.")
-            )
+            return _failed(_invalid(f"Invalid type for body: expected an object, got {_type_name(body)}."))
         try:
             model = _model(body, _DEFAULT_MODERATION_MODEL if url == "/v1/moderations" else None)
             status = _forced_status(body, model)
             if status is not None:
-                return Execution(status, status_error_body(status))
+                return _failed(status_error(status))
             return handler(body, model)
-        except RequestRejected as rejected:
-            return rejected.execution()
+        except APIError as error:
+            return _failed(error)
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -693,7 +652,7 @@ class LocalExecutor:
     def _embeddings(self, body: JSON, model: str) -> Execution:
         texts = _texts(body, "input", tokens=True, nonempty=True)
         if len(texts) > _MAX_EMBEDDING_INPUTS:
-            raise RequestRejected.invalid(
+            raise _invalid(
                 f"Invalid 'input': array too long. Expected an array with maximum length "
                 f"{_MAX_EMBEDDING_INPUTS}, but got an array with length {len(texts)} instead.",
                 param="input",
@@ -704,16 +663,16 @@ class LocalExecutor:
         if dimensions is None:
             dimensions = native
         elif model in _FIXED_SIZE_EMBEDDING_MODELS:
-            raise RequestRejected.invalid("This model does not support specifying dimensions.", "dimensions")
+            raise _invalid("This model does not support specifying dimensions.", "dimensions")
         elif dimensions > native:
-            raise RequestRejected.invalid(
+            raise _invalid(
                 f"Invalid value for 'dimensions' = {dimensions}. Must be less than or equal to {native}.",
                 param="dimensions",
                 code="invalid_value",
             )
         encoding_format = body.get("encoding_format") or "float"
         if encoding_format not in ("float", "base64"):
-            raise RequestRejected.invalid(
+            raise _invalid(
                 f"Invalid value: {encoding_format!r}. Supported values are: 'float' and 'base64'.",
                 param="encoding_format",
                 code="invalid_value",
@@ -799,10 +758,10 @@ class UpstreamExecutor:
             response = await self._post_with_retries(target, body)
         except httpx.TimeoutException:
             message = f"The upstream server did not answer POST {target} in time."
-            return Execution(504, error_body(message, type="server_error", code="upstream_timeout"))
+            return _failed(APIError(504, message, type="server_error", code="upstream_timeout"))
         except httpx.TransportError as exc:
             message = f"The upstream server could not be reached for POST {target}: {type(exc).__name__}."
-            return Execution(502, error_body(message, type="server_error", code="upstream_unreachable"))
+            return _failed(APIError(502, message, type="server_error", code="upstream_unreachable"))
         try:
             answer = response.json()
         except ValueError:
@@ -813,7 +772,7 @@ class UpstreamExecutor:
                 "and a body that is not a JSON object."
             )
             status = response.status_code if response.is_error else 502
-            return Execution(status, error_body(message, type="server_error", code="upstream_invalid_body"))
+            return _failed(APIError(status, message, type="server_error", code="upstream_invalid_body"))
         usage = answer.get("usage")
         return Execution(response.status_code, answer, usage if isinstance(usage, dict) else None)
 
@@ -884,10 +843,8 @@ __all__ = [
     "Execution",
     "Executor",
     "LocalExecutor",
-    "RequestRejected",
     "UpstreamExecutor",
     "count_tokens",
-    "error_body",
     "make_executor",
-    "status_error_body",
+    "status_error",
 ]
