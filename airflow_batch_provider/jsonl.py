@@ -208,10 +208,7 @@ class _Checker:
             self.problems.append(bad_endpoint)
         line = 0
         for line, raw in enumerate(file, start=1):
-            self.check_size(line, raw)
-            request = self.parse(line, raw)
-            if request is not None:
-                self.check_request(line, request)
+            self.check_line(line, raw)
         if line == self.blank_lines:
             # No line but blank ones: one problem for the file, not one per blank line.
             self.problems = [problem for problem in self.problems if problem.line is None]
@@ -219,6 +216,34 @@ class _Checker:
 
     def add(self, code: ProblemCode, message: str, param: str | None, line: int | None) -> None:
         self.problems.append(_problem(code, message, param, line))
+
+    def check_line(self, line: int, raw: bytes) -> None:
+        self.check_size(line, raw)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.count_request(line)
+            self.add(
+                ProblemCode.INVALID_ENCODING,
+                f"This line is not valid UTF-8: byte {exc.start + 1} is {raw[exc.start : exc.start + 1]!r}. "
+                "Save the file as UTF-8.",
+                None,
+                line,
+            )
+            return
+        try:
+            request = _DECODER.decode(text)
+        except ValueError as exc:
+            if text.strip():
+                self.count_request(line)
+                reason = str(exc)
+            else:
+                self.blank_lines += 1
+                reason = "the line is empty"
+            self.add(ProblemCode.INVALID_JSON_LINE, f"{INVALID_JSON_MESSAGE} ({reason})", None, line)
+            return
+        self.count_request(line)
+        self.check_request(line, request)
 
     def check_size(self, line: int, raw: bytes) -> None:
         size = self.size + len(raw)
@@ -232,31 +257,8 @@ class _Checker:
             )
         self.size = size
 
-    def parse(self, line: int, raw: bytes) -> object:
-        """Decode one line; report and return None when it is not valid UTF-8 JSON."""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.add(
-                ProblemCode.INVALID_ENCODING,
-                f"This line is not valid UTF-8: byte {exc.start + 1} is {raw[exc.start : exc.start + 1]!r}. "
-                "Save the file as UTF-8.",
-                None,
-                line,
-            )
-            return None
-        try:
-            return _DECODER.decode(text)
-        except ValueError as exc:
-            if text.strip():
-                reason = str(exc)
-            else:
-                reason = "the line is empty"
-                self.blank_lines += 1
-            self.add(ProblemCode.INVALID_JSON_LINE, f"{INVALID_JSON_MESSAGE} ({reason})", None, line)
-            return None
-
-    def check_request(self, line: int, request: object) -> None:
+    def count_request(self, line: int) -> None:
+        # Every line that is not blank is a request, even one too broken to check further.
         self.requests += 1
         if self.requests == self.max_requests + 1:
             self.add(
@@ -266,6 +268,8 @@ class _Checker:
                 None,
                 line,
             )
+
+    def check_request(self, line: int, request: object) -> None:
         if type(request) is not dict:
             self.add(
                 ProblemCode.INVALID_TYPE,
@@ -292,7 +296,7 @@ class _Checker:
                 line,
             )
         url = request.get("url")
-        if url is not None and url != self.endpoint and self.check_url:
+        if self.check_url and url is not None and url != self.endpoint:
             self.add(
                 ProblemCode.INVALID_URL,
                 f"The url {url!r} does not match the batch's endpoint '{self.endpoint}'; "

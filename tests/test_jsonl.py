@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from upath import UPath
 
 from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.jsonl import (
@@ -96,6 +97,15 @@ def test_crlf_line_endings_and_a_last_line_without_newline_are_fine(tmp_path):
     path.write_bytes(json.dumps(chat_request(1)).encode() + b"\r\n" + json.dumps(chat_request(2)).encode())
 
     assert validate_file(path, CHAT) == 2
+
+
+def test_remote_path_is_opened_through_its_filesystem():
+    path = UPath("memory://bucket/requests.jsonl")  # fsspec's in-memory filesystem, as s3:// would be
+
+    assert write_requests([chat_request(1), chat_request(2)], path) == 2
+
+    assert validate_file(path, CHAT) == 2
+    assert [request.custom_id for request in iter_requests(path)] == ["req-1", "req-2"]
 
 
 def test_text_mode_file_object_is_refused_with_a_hint(make_file):
@@ -241,6 +251,18 @@ def test_more_requests_than_the_limit_is_too_many_tasks(make_file):
     problems = find_problems(over_limit, CHAT, max_requests=3)
     assert where(problems) == [(4, None, "too_many_tasks")]
     assert "3" in problems[0].message
+
+
+def test_every_line_but_blank_ones_counts_towards_the_request_limit(make_file):
+    path = make_file(chat_request(1), "", "not json", chat_request(4))
+
+    problems = find_problems(path, CHAT, max_requests=2)
+
+    assert where(problems) == [
+        (2, None, "invalid_json_line"),
+        (3, None, "invalid_json_line"),
+        (4, None, "too_many_tasks"),
+    ]
 
 
 def test_real_file_of_one_request_over_the_limit_is_too_many_tasks(tmp_path):
