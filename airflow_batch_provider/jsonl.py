@@ -55,7 +55,8 @@ EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 _Line = TypeVar("_Line", BatchRequest, BatchResult)
 
 JSONLSource = str | os.PathLike[str] | BinaryIO
-"""A path, or a file object opened in binary mode (left open after use)."""
+"""A local path, a path object with ``open()`` (``UPath``, ``ObjectStoragePath``: remote files
+too), or a file object opened in binary mode (left open after use)."""
 
 
 class ProblemCode(str, Enum):
@@ -133,8 +134,8 @@ def endpoint_problem(endpoint: str) -> BatchError | None:
 
 
 def _source_name(source: JSONLSource) -> str:
-    if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
+    if isinstance(source, str | os.PathLike) or hasattr(source, "open"):
+        return str(source)  # a remote path (UPath) shows its URL
     return str(getattr(source, "name", "batch input file"))
 
 
@@ -361,8 +362,10 @@ class _Checker:
 
     def count_embedding_inputs(self, line: int, inputs: object) -> None:
         # One request embeds a string or a token array (one input each), or a list of them.
-        many = isinstance(inputs, list) and bool(inputs) and not isinstance(inputs[0], int)
-        total = self.embedding_inputs + (len(inputs) if many else 1)  # type: ignore[arg-type]
+        if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int):
+            total = self.embedding_inputs + len(inputs)
+        else:
+            total = self.embedding_inputs + 1
         if self.embedding_inputs <= self.max_embedding_inputs < total:
             self.add(
                 ProblemCode.TOO_MANY_EMBEDDING_INPUTS,
