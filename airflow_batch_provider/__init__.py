@@ -9,18 +9,17 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow (entry point ``apache_airflow_provider``)."""
+    from airflow_batch_provider.hooks._connection import connection_type_info
+
     return {
         "package-name": "airflow-batch-provider",
         "name": "OpenAI Batch",
         "description": "Run OpenAI (and OpenAI-compatible) Batch API jobs from Airflow.",
         "versions": [__version__],
         "hook-class-names": ["airflow_batch_provider.hooks.batch.OpenAIBatchHook"],
-        "connection-types": [
-            {
-                "hook-class-name": "airflow_batch_provider.hooks.batch.OpenAIBatchHook",
-                "connection-type": "openai_batch",
-            }
-        ],
+        # hook-name, conn-fields and ui-field-behaviour: the connection form, read by Airflow >= 3.2
+        # without importing the hook.
+        "connection-types": [connection_type_info("airflow_batch_provider.hooks.batch.OpenAIBatchHook")],
         "hooks": [
             {
                 "integration-name": "OpenAI Batch",
