@@ -237,7 +237,11 @@ class _Checker:
         except ValueError as exc:
             if text.strip():
                 self.count_request(line)
-                reason = str(exc)
+                # JSONDecodeError's own text says "line 1", which would confuse here.
+                if isinstance(exc, json.JSONDecodeError):
+                    reason = f"{exc.msg} at column {exc.colno}"
+                else:
+                    reason = str(exc)
             else:
                 self.blank_lines += 1
                 reason = "the line is empty"
