@@ -394,11 +394,12 @@ def _cut(text: str, max_tokens: int | None) -> tuple[str, int, bool]:
     return text[: max_tokens * _CHARS_PER_TOKEN], max_tokens, True
 
 
-def _embedding(text: str, dimensions: int) -> list[float]:
-    """A unit vector for ``text``: hashed word features over a text-specific noise floor.
+def _embedding(model: str, text: str, dimensions: int) -> list[float]:
+    """A unit vector for ``text``: hashed word features over a noise floor from model and text.
 
     Each word adds +-1 at four hashed positions, so texts sharing words have a higher cosine
-    similarity; pseudo-random noise from the whole text keeps every vector dense and distinct.
+    similarity; pseudo-random noise from the model and the whole text keeps every vector dense
+    and distinct.
     """
     values = [0.0] * dimensions
     words = _WORD.findall(text.lower())
@@ -407,7 +408,7 @@ def _embedding(text: str, dimensions: int) -> list[float]:
         for offset in range(0, 16, 4):
             position = int.from_bytes(digest[offset : offset + 4], "little")
             values[(position >> 1) % dimensions] += 1.0 if position & 1 else -1.0
-    noise = array("h", hashlib.shake_256(text.encode()).digest(2 * dimensions))
+    noise = array("h", hashlib.shake_256(f"{model}\n{text}".encode()).digest(2 * dimensions))
     if sys.byteorder == "big":
         noise.byteswap()
     # Uniform int16 noise has a norm of about 18918 * sqrt(dimensions); scale it to half the
@@ -683,7 +684,7 @@ class LocalExecutor:
             {
                 "object": "embedding",
                 "index": index,
-                "embedding": _encode_embedding(_embedding(text, dimensions), encoding_format),
+                "embedding": _encode_embedding(_embedding(model, text, dimensions), encoding_format),
             }
             for index, text in enumerate(texts)
         ]

@@ -1,0 +1,59 @@
+"""The batch endpoints answered synchronously, so the emulator is also a plain OpenAI-compatible server.
+
+``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/completions``, ``/v1/embeddings`` and
+``/v1/moderations`` answer with the same :class:`~airflow_batch_provider.emulator.engine.Executor`
+that executes batches, so a request sent directly gets exactly the body its batch line would get.
+Chaining two emulators (``--upstream`` of one pointing at the other) exercises the upstream mode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from airflow_batch_provider.emulator.engine import Executor
+from airflow_batch_provider.emulator.errors import APIError
+from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
+
+_INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+def router(executor: Executor) -> APIRouter:
+    """A router answering POST on every endpoint the Batch API supports, with ``executor``.
+
+    :param executor: what computes each answer (the emulator's local engine or an upstream server).
+    """
+    api = APIRouter(tags=["inference"])
+    for endpoint in SUPPORTED_ENDPOINTS:
+        api.add_api_route(
+            endpoint,
+            _answerer(executor, endpoint),
+            methods=["POST"],
+            summary=f"Answer POST {endpoint} at once",
+            response_class=JSONResponse,
+        )
+    return api
+
+
+def _answerer(executor: Executor, endpoint: str) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def answer(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return APIError(400, _INVALID_JSON).response()
+        if isinstance(body, dict) and body.get("stream"):
+            message = "The emulator does not stream responses; leave 'stream' unset."
+            return APIError(400, message, param="stream", code="unsupported_value").response()
+        execution = await executor.execute(endpoint, body)
+        return JSONResponse(execution.body, status_code=execution.status_code)
+
+    return answer
+
+
+__all__ = ["router"]
