@@ -16,3 +16,70 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "example_dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+
+
+# --- The emulator -----------------------------------------------------------------------------
+
+import json  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from airflow_batch_provider.emulator.server import EmulatorServer  # noqa: E402
+
+EMULATOR_API_KEY = "sk-emulator-test"
+FAST_PROCESSING: dict[str, Any] = {
+    "validation_delay": 0.05,
+    "request_delay": 0.0,
+    "finalizing_delay": 0.05,
+    "cancel_delay": 0.05,
+    "concurrency": 16,
+}
+"""Emulator settings that run a small batch to completion in well under a second."""
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """One emulator for the whole session: fast processing, API key ``sk-emulator-test``."""
+    with EmulatorServer(api_key=EMULATOR_API_KEY, **FAST_PROCESSING) as server:
+        yield server
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., EmulatorServer]]:
+    """Start emulators with custom settings: ``make_emulator(request_delay=0.5)``.
+
+    Defaults are those of ``emulator`` (fast, key ``sk-emulator-test``); every one made is
+    stopped at teardown.
+    """
+    started: list[EmulatorServer] = []
+
+    def make(**overrides: Any) -> EmulatorServer:
+        server = EmulatorServer(**{"api_key": EMULATOR_API_KEY, **FAST_PROCESSING, **overrides})
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def emulator_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Point an Airflow connection at an emulator: ``emulator_conn(server, "my_conn")``.
+
+    Sets ``AIRFLOW_CONN_<ID>`` (undone at teardown) and returns the connection id
+    (default ``openai_batch_default``). Keyword arguments become the connection's extras.
+    """
+
+    def point(server: Any, conn_id: str = "openai_batch_default", **extra: Any) -> str:
+        connection: dict[str, Any] = {"conn_type": "openai_batch", "host": server.base_url}
+        if server.api_key is not None:
+            connection["password"] = server.api_key
+        if extra:
+            connection["extra"] = extra
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+        return conn_id
+
+    return point

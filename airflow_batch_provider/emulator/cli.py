@@ -1,0 +1,118 @@
+"""``openai-batch-emulator``: serve the OpenAI Batch API emulator from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from airflow_batch_provider.emulator.app import create_app
+from airflow_batch_provider.emulator.faults import FaultSettings, parse_cli_fault
+from airflow_batch_provider.emulator.server import READY_MESSAGE, ReadyServer, base_url_of, bind_socket
+from airflow_batch_provider.emulator.settings import EmulatorSettings
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments; defaults come from :class:`EmulatorSettings`."""
+    defaults = EmulatorSettings()
+    parser = argparse.ArgumentParser(
+        prog="openai-batch-emulator",
+        description="A local emulator of the OpenAI Files and Batch APIs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve = parser.add_argument_group("serving")
+    serve.add_argument("--host", default=defaults.host, help="interface to bind")
+    serve.add_argument("--port", type=int, default=defaults.port, help="TCP port; 0 picks a free one")
+    serve.add_argument(
+        "--data-dir", type=Path, default=None, help="state directory (default: a new temporary directory)"
+    )
+    serve.add_argument("--api-key", default=None, help="the only key accepted (default: any, or none)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+
+    processing = parser.add_argument_group("processing")
+    processing.add_argument(
+        "--completion-window-seconds",
+        type=float,
+        default=defaults.completion_window_seconds,
+        help='what the "24h" completion window lasts, in seconds',
+    )
+    processing.add_argument(
+        "--validation-delay", type=float, default=defaults.validation_delay, help="seconds"
+    )
+    processing.add_argument(
+        "--request-delay", type=float, default=defaults.request_delay, help="seconds per request"
+    )
+    processing.add_argument(
+        "--concurrency", type=int, default=defaults.concurrency, help="requests of a batch run at once"
+    )
+    processing.add_argument(
+        "--finalizing-delay", type=float, default=defaults.finalizing_delay, help="seconds"
+    )
+    processing.add_argument("--cancel-delay", type=float, default=defaults.cancel_delay, help="seconds")
+
+    faults = parser.add_argument_group("faults")
+    faults.add_argument(
+        "--fault",
+        dest="faults",
+        action="append",
+        type=parse_cli_fault,
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, '[METHOD ]PATH:ACTION[:OPTION=VALUE]...', "
+        "e.g. 'GET /v1/batches/*:429:rate=0.5' (repeatable)",
+    )
+    faults.add_argument("--fault-seed", type=int, default=None, help="seed for the faults' random picks")
+    faults.add_argument(
+        "--enable-admin", action="store_true", help="serve /_emulator/faults to change faults at runtime"
+    )
+
+    upstream = parser.add_argument_group("upstream")
+    upstream.add_argument("--upstream", default=None, metavar="URL", help="run requests on this API instead")
+    upstream.add_argument("--upstream-api-key", default=None, help="the key sent to --upstream")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
+    """The settings the parsed arguments describe."""
+    return EmulatorSettings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        api_key=args.api_key,
+        completion_window_seconds=args.completion_window_seconds,
+        validation_delay=args.validation_delay,
+        request_delay=args.request_delay,
+        concurrency=args.concurrency,
+        finalizing_delay=args.finalizing_delay,
+        cancel_delay=args.cancel_delay,
+        faults=FaultSettings(rules=args.faults, seed=args.fault_seed),
+        enable_admin=args.enable_admin,
+        upstream_url=args.upstream,
+        upstream_api_key=args.upstream_api_key,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until interrupted; print the base URL once the emulator answers requests."""
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    sock = bind_socket(settings.host, settings.port)
+    base_url = base_url_of(sock)
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, lifespan="on")
+
+    def announce() -> None:
+        log.info("Emulator state in %s", app.state.data_dir)
+        print(READY_MESSAGE.format(base_url=base_url), flush=True)
+
+    server = ReadyServer(config, on_ready=announce)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(1)

@@ -1,0 +1,50 @@
+"""Settings of one emulator instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from airflow_batch_provider.emulator.faults import FaultSettings
+
+DAY_SECONDS = 24 * 60 * 60
+
+
+class EmulatorSettings(BaseModel):
+    """How an emulator serves, stores, and how fast it processes batches.
+
+    The defaults make a batch of 10 requests complete in about a second and a half,
+    with ``request_counts`` visibly rising on the way.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    """Interface to bind; loopback unless told otherwise."""
+    port: int = Field(default=0, ge=0, le=65535)
+    """TCP port; 0 picks a free one."""
+    data_dir: Path | None = None
+    """Where the SQLite database and file bytes live; None means a new temporary directory."""
+    api_key: SecretStr | None = None
+    """When set, every request must carry it (``Authorization: Bearer`` or Azure's ``api-key``)."""
+    completion_window_seconds: float = Field(default=DAY_SECONDS, gt=0)
+    """What the only completion window, "24h", lasts; small values let tests see expiry."""
+    validation_delay: float = Field(default=0.3, ge=0)
+    """Seconds a batch stays ``validating`` before its input is checked."""
+    request_delay: float = Field(default=0.1, ge=0)
+    """Seconds each request takes to execute."""
+    concurrency: int = Field(default=4, ge=1)
+    """Requests of one batch executed at the same time."""
+    finalizing_delay: float = Field(default=0.3, ge=0)
+    """Seconds a batch stays ``finalizing``."""
+    cancel_delay: float = Field(default=0.3, ge=0)
+    """Seconds a batch stays ``cancelling``."""
+    faults: FaultSettings = Field(default_factory=FaultSettings)
+    """Faults injected into responses (errors, 429s, latency, dropped connections)."""
+    enable_admin: bool = False
+    """Serve ``/_emulator/faults`` so tests can change the faults at runtime."""
+    upstream_url: str | None = None
+    """Execute each request against this OpenAI-compatible base URL instead of locally."""
+    upstream_api_key: SecretStr | None = None
+    """The key sent to ``upstream_url``."""

@@ -1,0 +1,314 @@
+"""The emulator's state: SQLite for objects and progress, plain files for file bytes.
+
+Every object is stored as the JSON document the API returns, so reads answer without
+re-serializing. One connection in WAL mode, guarded by a lock, serves the whole process:
+statements are short, and a single writer keeps read-modify-write updates atomic.
+
+File bytes live under ``<data_dir>/files/<file id>`` and upload parts under
+``<data_dir>/parts/<part id>``: names the emulator generated, never a client's filename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+Document = dict[str, Any]
+
+OUTPUT_FILE_SECONDS = 30 * 24 * 60 * 60
+"""How long output and error files are kept unless the batch's ``output_expires_after`` says."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    purpose TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    doc TEXT NOT NULL,
+    file_expires_after TEXT
+);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    upload_id TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    progress TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_status ON batches (status);
+"""
+
+
+@dataclass
+class Progress:
+    """Where a batch's processing stands; saved with the batch in the same transaction.
+
+    :param deadline: when the completion window ends (epoch seconds, not rounded).
+    :param output_file_id: id the output file gets once the batch is finalized.
+    :param error_file_id: id the error file gets once the batch is finalized.
+    :param done: input lines handled so far, in file order; processing resumes after them.
+    :param output_bytes: bytes of the output file that belong to the ``done`` lines.
+    :param error_bytes: the same for the error file.
+    """
+
+    deadline: float
+    output_file_id: str
+    error_file_id: str
+    done: int = 0
+    output_bytes: int = 0
+    error_bytes: int = 0
+
+
+def _dumps(doc: Document) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class Store:
+    """Files, uploads and batches of one emulator, under ``data_dir``.
+
+    :param data_dir: directory for the database and file bytes; created if missing.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.files_dir = data_dir / "files"
+        self.parts_dir = data_dir / "parts"
+        for directory in (self.files_dir, self.parts_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            data_dir / "emulator.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _one(self, sql: str, *params: Any) -> Any:
+        with self._lock:
+            row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _page(
+        self,
+        table: str,
+        where: list[str],
+        params: list[Any],
+        after: str | None,
+        limit: int,
+        *,
+        newest_first: bool = True,
+    ) -> tuple[list[Document], bool]:
+        if after is not None:
+            where = [*where, f"seq {'<' if newest_first else '>'} (SELECT seq FROM {table} WHERE id = ?)"]
+            params = [*params, after]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT doc FROM {table} {clause} ORDER BY seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
+        return [json.loads(row[0]) for row in rows[:limit]], len(rows) > limit
+
+    # Files
+
+    def file_path(self, file_id: str) -> Path:
+        """Where the bytes of ``file_id`` are (or will be) stored."""
+        return self.files_dir / file_id
+
+    def add_file(self, doc: Document) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO files (id, purpose, doc) VALUES (?, ?, ?)",
+                (doc["id"], doc["purpose"], _dumps(doc)),
+            )
+
+    def get_file(self, file_id: str) -> Document | None:
+        doc = self._one("SELECT doc FROM files WHERE id = ?", file_id)
+        return None if doc is None else json.loads(doc)
+
+    def list_files(
+        self, *, purpose: str | None, after: str | None, limit: int, newest_first: bool
+    ) -> tuple[list[Document], bool]:
+        """One page of files, and whether more follow."""
+        where, params = ([], []) if purpose is None else (["purpose = ?"], [purpose])
+        return self._page("files", where, params, after, limit, newest_first=newest_first)
+
+    def delete_file(self, file_id: str) -> bool:
+        """Forget ``file_id`` and remove its bytes; False if it did not exist."""
+        with self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
+        self.file_path(file_id).unlink(missing_ok=True)
+        return deleted
+
+    # Uploads
+
+    def part_path(self, part_id: str) -> Path:
+        return self.parts_dir / part_id
+
+    def add_upload(self, doc: Document, file_expires_after: Document | None = None) -> None:
+        """Save a new upload, with the expiry policy of the file it will become."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO uploads (id, doc, file_expires_after) VALUES (?, ?, ?)",
+                (doc["id"], _dumps(doc), None if file_expires_after is None else _dumps(file_expires_after)),
+            )
+
+    def upload_file_expiry(self, upload_id: str) -> Document | None:
+        policy = self._one("SELECT file_expires_after FROM uploads WHERE id = ?", upload_id)
+        return None if policy is None else json.loads(policy)
+
+    def get_upload(self, upload_id: str) -> Document | None:
+        doc = self._one("SELECT doc FROM uploads WHERE id = ?", upload_id)
+        return None if doc is None else json.loads(doc)
+
+    def save_upload(self, doc: Document) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE uploads SET doc = ? WHERE id = ?", (_dumps(doc), doc["id"]))
+
+    def add_part(self, upload_id: str, part_id: str, size: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO upload_parts (id, upload_id, size) VALUES (?, ?, ?)", (part_id, upload_id, size)
+            )
+
+    def part_sizes(self, upload_id: str) -> dict[str, int]:
+        """The parts of an upload and their sizes, by part id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, size FROM upload_parts WHERE upload_id = ?", (upload_id,)
+            ).fetchall()
+        return dict(rows)
+
+    def drop_parts(self, upload_id: str) -> None:
+        """Remove every part of an upload, rows and bytes."""
+        for part_id in self.part_sizes(upload_id):
+            self.part_path(part_id).unlink(missing_ok=True)
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM upload_parts WHERE upload_id = ?", (upload_id,))
+
+    # Batches
+
+    def add_batch(self, doc: Document, progress: Progress) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO batches (id, status, doc, progress) VALUES (?, ?, ?, ?)",
+                (doc["id"], doc["status"], _dumps(doc), json.dumps(asdict(progress))),
+            )
+
+    def batch_json(self, batch_id: str) -> str | None:
+        """The batch as the API returns it, already serialized (the hot path of polling)."""
+        result: str | None = self._one("SELECT doc FROM batches WHERE id = ?", batch_id)
+        return result
+
+    def get_batch(self, batch_id: str) -> tuple[Document, Progress] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT doc, progress FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return None if row is None else (json.loads(row[0]), Progress(**json.loads(row[1])))
+
+    def update_batch(
+        self,
+        batch_id: str,
+        change: Callable[[Document, Progress], bool | None],
+        *,
+        result_files: bool = False,
+    ) -> bool:
+        """Apply ``change`` to the batch and its progress in one transaction.
+
+        :param change: mutates the document and progress in place; returning False
+            leaves the batch as it was (e.g. a transition that no longer applies).
+        :param result_files: the batch is ending: publish its output and error files (cut
+            to the lengths in its progress) as ``batch_output`` files, in the same
+            transaction, and set ``output_file_id`` / ``error_file_id``. An empty one is
+            removed and its id stays null.
+        :returns: whether the change was applied.
+        """
+        with self._transaction() as conn:
+            row = conn.execute("SELECT doc, progress FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            if row is None:
+                return False
+            doc, progress = json.loads(row[0]), Progress(**json.loads(row[1]))
+            applied = change(doc, progress) is not False
+            if applied:
+                if result_files:
+                    for file in self._result_files(doc, progress):
+                        conn.execute(
+                            "INSERT OR REPLACE INTO files (id, purpose, doc) VALUES (?, ?, ?)",
+                            (file["id"], file["purpose"], _dumps(file)),
+                        )
+                conn.execute(
+                    "UPDATE batches SET status = ?, doc = ?, progress = ? WHERE id = ?",
+                    (doc["status"], _dumps(doc), json.dumps(asdict(progress)), batch_id),
+                )
+        return applied
+
+    def _result_files(self, doc: Document, progress: Progress) -> list[Document]:
+        created = int(time.time())
+        expires_after = doc.get("output_expires_after") or {"seconds": OUTPUT_FILE_SECONDS}
+        files = []
+        for kind, file_id, size in (
+            ("output", progress.output_file_id, progress.output_bytes),
+            ("error", progress.error_file_id, progress.error_bytes),
+        ):
+            path = self.file_path(file_id)
+            if size == 0:
+                path.unlink(missing_ok=True)
+                continue
+            os.truncate(path, size)
+            doc[f"{kind}_file_id"] = file_id
+            files.append(
+                {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": size,
+                    "created_at": created,
+                    "expires_at": created + expires_after["seconds"],
+                    "filename": f"{doc['id']}_{kind}.jsonl",
+                    "purpose": "batch_output",
+                    "status": "processed",
+                    "status_details": None,
+                }
+            )
+        return files
+
+    def list_batches(self, *, after: str | None, limit: int) -> tuple[list[Document], bool]:
+        """One page of batches, newest first, and whether more follow."""
+        return self._page("batches", [], [], after, limit)
+
+    def unfinished_batches(self) -> list[str]:
+        """Ids of batches not yet in a terminal status, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id FROM batches"
+                " WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling') ORDER BY seq"
+            ).fetchall()
+        return [row[0] for row in rows]

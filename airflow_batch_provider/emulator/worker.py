@@ -1,0 +1,386 @@
+"""The lifecycle of batches: validate, execute, finalize, expire, cancel.
+
+One asyncio task per unfinished batch runs it from whatever status SQLite holds, so a
+restarted emulator picks up where the last one stopped. While a batch is in progress its
+results are appended to the output and error files in input order, and every checkpoint
+saves, in one transaction, how many input lines are done together with both files' byte
+lengths at that point. A resumed batch truncates both files to those lengths and goes on
+with the next line: no result is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.engine import Execution, Executor
+from airflow_batch_provider.emulator.ids import new_id
+from airflow_batch_provider.emulator.responses import now
+from airflow_batch_provider.emulator.settings import EmulatorSettings
+from airflow_batch_provider.emulator.store import Document, Progress, Store
+from airflow_batch_provider.models import BatchError, BatchRequest
+
+log = logging.getLogger(__name__)
+
+EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+CHECKPOINT_SECONDS = 0.1
+"""Most time between checkpoints while results arrive (how often counts visibly rise)."""
+CHECKPOINT_RESULTS = 2_000
+"""Most results between checkpoints (bounds the work a crash can lose)."""
+
+
+class BatchWorker:
+    """Runs every unfinished batch of a store to a terminal status.
+
+    :param store: where batches, their progress and their files live.
+    :param settings: delays, concurrency and completion window.
+    :param executor: executes one request of a batch (local engine or upstream server).
+    """
+
+    def __init__(self, store: Store, settings: EmulatorSettings, executor: Executor) -> None:
+        self._store = store
+        self._settings = settings
+        self._executor = executor
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_events: dict[str, asyncio.Event] = {}
+
+    def start(self) -> None:
+        """Resume every batch the store holds that is not finished."""
+        for batch_id in self._store.unfinished_batches():
+            self.submit(batch_id)
+
+    async def stop(self) -> None:
+        """Stop processing; unfinished batches resume from their last checkpoint next start."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def submit(self, batch_id: str) -> None:
+        """Start running ``batch_id`` unless it already runs."""
+        if batch_id in self._tasks:
+            return
+        self._cancel_events[batch_id] = asyncio.Event()
+        task = asyncio.create_task(self._run(batch_id), name=f"batch {batch_id}")
+        self._tasks[batch_id] = task
+        task.add_done_callback(lambda _: self._forget(batch_id))
+
+    def cancel(self, batch_id: str) -> None:
+        """Tell the batch's task that the batch was moved to ``cancelling``."""
+        event = self._cancel_events.get(batch_id)
+        if event is None:
+            self.submit(batch_id)
+        else:
+            event.set()
+
+    def _forget(self, batch_id: str) -> None:
+        self._tasks.pop(batch_id, None)
+        self._cancel_events.pop(batch_id, None)
+
+    async def _run(self, batch_id: str) -> None:
+        try:
+            while True:
+                found = self._store.get_batch(batch_id)
+                if found is None:
+                    return
+                doc, progress = found
+                status = doc["status"]
+                if status == "validating":
+                    await self._validate(batch_id, doc, progress)
+                elif status == "in_progress":
+                    await self._execute(batch_id, doc, progress)
+                elif status == "finalizing":
+                    await self._finalize(batch_id)
+                elif status == "cancelling":
+                    await self._finish_cancel(batch_id)
+                else:
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a batch stuck: fail it and say why
+            log.exception("Batch %s failed inside the emulator", batch_id)
+            error = BatchError(code="server_error", message=f"The emulator failed to run the batch: {exc}")
+            self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [error]))
+
+    async def _pause(self, batch_id: str, seconds: float) -> bool:
+        """Wait ``seconds``; return True early if the batch gets cancelled."""
+        event = self._cancel_events[batch_id]
+        if seconds > 0 and not event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), seconds)
+        return event.is_set()
+
+    async def _validate(self, batch_id: str, doc: Document, progress: Progress) -> None:
+        if await self._pause(batch_id, self._settings.validation_delay):
+            return
+        if time.time() >= progress.deadline:
+            self._store.update_batch(batch_id, _expire_unvalidated)
+            return
+        input_id = doc["input_file_id"]
+        path = self._store.file_path(input_id)
+        if self._store.get_file(input_id) is None or not path.exists():
+            missing = BatchError(
+                code="invalid_request", param="file_id", message=f"Cannot find file {input_id}."
+            )
+            self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [missing]))
+            return
+        problems, total, model = await asyncio.to_thread(_inspect_input, path, doc["endpoint"])
+
+        def start(doc: Document, _: Progress) -> bool:
+            if doc["status"] != "validating":
+                return False
+            if problems:
+                _fail(doc, problems)
+            else:
+                doc.update(status="in_progress", in_progress_at=now(), model=model)
+                doc["request_counts"] = {"total": total, "completed": 0, "failed": 0}
+            return True
+
+        self._store.update_batch(batch_id, start)
+
+    async def _execute(self, batch_id: str, doc: Document, progress: Progress) -> None:
+        run = _Run(self._store, batch_id, doc, progress)
+        cancelled = self._cancel_events[batch_id]
+        cancel_waiter = asyncio.create_task(cancelled.wait())
+        requests = islice(
+            jsonl.iter_requests(self._store.file_path(doc["input_file_id"])), progress.done, None
+        )
+        pending: deque[tuple[BatchRequest, asyncio.Task[Execution]]] = deque()
+        expired = False
+        try:
+            while True:
+                while len(pending) < self._settings.concurrency and (request := next(requests, None)):
+                    pending.append((request, asyncio.create_task(self._call(request))))
+                if not pending:
+                    break
+                request, call = pending[0]
+                if not call.done():
+                    remaining = progress.deadline - time.time()
+                    await asyncio.wait(
+                        {call, cancel_waiter}, timeout=max(remaining, 0), return_when="FIRST_COMPLETED"
+                    )
+                if cancelled.is_set():
+                    return
+                if not call.done():
+                    expired = True
+                    break
+                pending.popleft()
+                run.record(request, call.result())
+        finally:
+            cancel_waiter.cancel()
+            for _, call in pending:
+                call.cancel()
+            run.checkpoint(finished=not expired and not cancelled.is_set() and not pending)
+            run.close()
+        if expired:
+            # The window passed: every request not done yet becomes a "batch_expired" error line.
+            run.expire([*(request for request, _ in pending), *requests])
+
+    async def _call(self, request: BatchRequest) -> Execution:
+        if self._settings.request_delay:
+            await asyncio.sleep(self._settings.request_delay)
+        try:
+            return await self._executor.execute(request.url, request.body)
+        except Exception as exc:
+            log.warning("Request %s failed in the executor: %s", request.custom_id, exc)
+            body = {"error": {"message": str(exc), "type": "server_error", "param": None, "code": None}}
+            return Execution(status_code=500, body=body, usage=None)
+
+    async def _finalize(self, batch_id: str) -> None:
+        if await self._pause(batch_id, self._settings.finalizing_delay):
+            return
+        self._close_batch(batch_id, "completed", previous="finalizing")
+
+    async def _finish_cancel(self, batch_id: str) -> None:
+        await asyncio.sleep(self._settings.cancel_delay)
+        self._close_batch(batch_id, "cancelled", previous="cancelling")
+
+    def _close_batch(self, batch_id: str, status: str, previous: str) -> None:
+        def close(doc: Document, _: Progress) -> bool:
+            if doc["status"] != previous:
+                return False
+            doc.update(status=status, **{f"{status}_at": now()})
+            return True
+
+        self._store.update_batch(batch_id, close, result_files=True)
+
+
+class _Run:
+    """The in-progress part of one batch: open result files and running totals."""
+
+    def __init__(self, store: Store, batch_id: str, doc: Document, progress: Progress) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.progress = progress
+        counts = doc["request_counts"]
+        self.completed: int = counts["completed"]
+        self.failed: int = counts["failed"]
+        self.usage = _Usage.from_doc(doc.get("usage"))
+        self.output = _open_at(store.file_path(progress.output_file_id), progress.output_bytes)
+        self.errors = _open_at(store.file_path(progress.error_file_id), progress.error_bytes)
+        self.unsaved = 0
+        self.saved_at = time.monotonic()
+
+    def record(self, request: BatchRequest, execution: Execution) -> None:
+        ok = 200 <= execution.status_code < 300
+        line = {
+            "id": new_id("batch_req_"),
+            "custom_id": request.custom_id,
+            "response": {
+                "status_code": execution.status_code,
+                "request_id": new_id("req_"),
+                "body": execution.body,
+            },
+            "error": None,
+        }
+        (self.output if ok else self.errors).write(_jsonl(line))
+        if ok:
+            self.completed += 1
+            self.usage.add(execution.usage)
+        else:
+            self.failed += 1
+        self.progress.done += 1
+        self.unsaved += 1
+        if self.unsaved >= CHECKPOINT_RESULTS or time.monotonic() - self.saved_at >= CHECKPOINT_SECONDS:
+            self.checkpoint()
+
+    def checkpoint(self, finished: bool = False) -> None:
+        """Save counts, usage, lines done and file lengths together.
+
+        :param finished: every request is done: move the batch on to ``finalizing``.
+        """
+        self.output.flush()
+        self.errors.flush()
+        done, output_bytes, error_bytes = self.progress.done, self.output.tell(), self.errors.tell()
+
+        def save(doc: Document, progress: Progress) -> None:
+            doc["request_counts"].update(completed=self.completed, failed=self.failed)
+            doc["usage"] = self.usage.as_doc()
+            progress.done, progress.output_bytes, progress.error_bytes = done, output_bytes, error_bytes
+            if finished and doc["status"] == "in_progress":
+                doc.update(status="finalizing", finalizing_at=now())
+
+        self.store.update_batch(self.batch_id, save)
+        self.unsaved = 0
+        self.saved_at = time.monotonic()
+
+    def expire(self, unfinished: list[BatchRequest]) -> None:
+        """Write an error line for each unfinished request and mark the batch expired."""
+        with _open_at(self.store.file_path(self.progress.error_file_id), self.progress.error_bytes) as errors:
+            for request in unfinished:
+                line = {
+                    "id": new_id("batch_req_"),
+                    "custom_id": request.custom_id,
+                    "response": None,
+                    "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
+                }
+                errors.write(_jsonl(line))
+            self.progress.error_bytes = errors.tell()
+        self.progress.done += len(unfinished)
+        self.failed += len(unfinished)
+
+        def expire(doc: Document, progress: Progress) -> bool:
+            if doc["status"] != "in_progress":
+                return False
+            doc["request_counts"].update(completed=self.completed, failed=self.failed)
+            doc.update(status="expired", expired_at=now())
+            progress.done, progress.error_bytes = self.progress.done, self.progress.error_bytes
+            return True
+
+        self.store.update_batch(self.batch_id, expire, result_files=True)
+
+    def close(self) -> None:
+        self.output.close()
+        self.errors.close()
+
+
+class _Usage:
+    """Token usage summed over a batch's successful requests, whatever each endpoint calls it."""
+
+    def __init__(self, input: int = 0, cached: int = 0, output: int = 0, reasoning: int = 0, total: int = 0):
+        self.input, self.cached, self.output, self.reasoning, self.total = (
+            input,
+            cached,
+            output,
+            reasoning,
+            total,
+        )
+
+    @classmethod
+    def from_doc(cls, doc: Document | None) -> _Usage:
+        if not doc:
+            return cls()
+        return cls(
+            doc.get("input_tokens", 0),
+            (doc.get("input_tokens_details") or {}).get("cached_tokens", 0),
+            doc.get("output_tokens", 0),
+            (doc.get("output_tokens_details") or {}).get("reasoning_tokens", 0),
+            doc.get("total_tokens", 0),
+        )
+
+    def add(self, usage: dict[str, Any] | None) -> None:
+        if not usage:
+            return
+        # /v1/responses says input/output; chat, completions and embeddings say prompt/completion.
+        input_tokens = usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0
+        output_tokens = usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0
+        input_details = usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
+        output_details = usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
+        self.input += input_tokens
+        self.output += output_tokens
+        self.total += usage.get("total_tokens", input_tokens + output_tokens) or 0
+        self.cached += input_details.get("cached_tokens", 0) or 0
+        self.reasoning += output_details.get("reasoning_tokens", 0) or 0
+
+    def as_doc(self) -> Document:
+        return {
+            "input_tokens": self.input,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.output,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.total,
+        }
+
+
+def _inspect_input(path: Path, endpoint: str) -> tuple[list[BatchError], int, str | None]:
+    """The input's problems; if none, its number of requests and its model."""
+    problems = jsonl.find_problems(path, endpoint)
+    if problems:
+        return problems, 0, None
+    total, model = 0, None
+    for request in jsonl.iter_requests(path):
+        total += 1
+        model = model or request.body.get("model")
+    return [], total, model
+
+
+def _fail(doc: Document, errors: list[BatchError]) -> None:
+    doc.update(status="failed", failed_at=now())
+    doc["errors"] = {"object": "list", "data": [error.model_dump(mode="json") for error in errors]}
+
+
+def _expire_unvalidated(doc: Document, _: Progress) -> bool:
+    if doc["status"] != "validating":
+        return False
+    doc.update(status="expired", expired_at=now())
+    return True
+
+
+def _open_at(path: Path, size: int) -> BinaryIO:
+    """Open ``path`` for appending after dropping whatever follows its first ``size`` bytes."""
+    file = open(path, "ab")  # noqa: SIM115 - closed by _Run.close
+    file.truncate(size)
+    file.seek(size)
+    return file
+
+
+def _jsonl(line: Document) -> bytes:
+    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
