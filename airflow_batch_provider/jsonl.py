@@ -26,6 +26,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO, TypeVar
 
@@ -381,13 +382,38 @@ class _Checker:
         self.embedding_inputs = total
 
 
-def _check(
-    source: JSONLSource, endpoint: str, max_requests: int, max_bytes: int, max_embedding_inputs: int
-) -> _Checker:
+@dataclass(frozen=True)
+class InputReport:
+    """What one reading of a batch input file found (see :func:`inspect_file`)."""
+
+    problems: list[BatchError]
+    """Every problem, in line order; empty when the file is valid."""
+    requests: int
+    """How many requests (lines that are not blank) the file holds."""
+    model: str | None
+    """The ``body.model`` of the requests (the first one seen, when they disagree)."""
+
+
+def inspect_file(
+    source: JSONLSource,
+    endpoint: str,
+    *,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+) -> InputReport:
+    """Check a batch input file and count its requests, in one reading.
+
+    Takes the same arguments as :func:`find_problems`, which returns only the problems.
+    """
     checker = _Checker(endpoint, max_requests, max_bytes, max_embedding_inputs)
     with _open_binary(source) as file:
         checker.check_file(file)
-    return checker
+    return InputReport(
+        problems=checker.problems,
+        requests=checker.requests,
+        model=next(iter(checker.first_line_of_model), None),
+    )
 
 
 def find_problems(
@@ -411,7 +437,13 @@ def find_problems(
         ``/v1/embeddings``; default :data:`MAX_EMBEDDING_INPUTS`.
     :return: the problems, empty when the file is valid.
     """
-    return _check(source, endpoint, max_requests, max_bytes, max_embedding_inputs).problems
+    return inspect_file(
+        source,
+        endpoint,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        max_embedding_inputs=max_embedding_inputs,
+    ).problems
 
 
 def validate_file(
@@ -429,10 +461,16 @@ def validate_file(
     :return: how many requests the file holds.
     :raises BatchInputError: the file breaks at least one rule; its ``errors`` lists them all.
     """
-    checker = _check(source, endpoint, max_requests, max_bytes, max_embedding_inputs)
-    if checker.problems:
-        raise BatchInputError(checker.problems, source=_source_name(source))
-    return checker.requests
+    report = inspect_file(
+        source,
+        endpoint,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        max_embedding_inputs=max_embedding_inputs,
+    )
+    if report.problems:
+        raise BatchInputError(report.problems, source=_source_name(source))
+    return report.requests
 
 
 def _iter_lines(source: JSONLSource, model: type[_Line]) -> Iterator[_Line]:

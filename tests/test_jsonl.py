@@ -15,9 +15,11 @@ from airflow_batch_provider.jsonl import (
     INVALID_JSON_MESSAGE,
     MAX_REQUESTS,
     SUPPORTED_ENDPOINTS,
+    InputReport,
     ProblemCode,
     endpoint_problem,
     find_problems,
+    inspect_file,
     iter_requests,
     read_results,
     validate_file,
@@ -106,6 +108,21 @@ def test_remote_path_is_opened_through_its_filesystem():
 
     assert validate_file(path, CHAT) == 2
     assert [request.custom_id for request in iter_requests(path)] == ["req-1", "req-2"]
+
+
+def test_inspect_file_counts_requests_and_names_the_model_in_one_reading(make_file):
+    report = inspect_file(make_file(*(chat_request(n) for n in range(4))), CHAT)
+
+    assert report == InputReport(problems=[], requests=4, model="gpt-4o-mini")
+
+
+def test_inspect_file_names_the_first_model_when_models_disagree(make_file):
+    path = make_file(chat_request(1, body={"model": "o3", "messages": []}), chat_request(2))
+
+    report = inspect_file(path, CHAT)
+
+    assert report.model == "o3"
+    assert where(report.problems) == [(2, "body.model", "model_mismatch")]
 
 
 def test_text_mode_file_object_is_refused_with_a_hint(make_file):
