@@ -116,6 +116,8 @@ def api_error(
         message += f". {advice}"
     if retry_after is not None:
         message += f" (the server asked to wait {retry_after:g} s)"
+    if not message.endswith((".", "!", "?")):
+        message += "."
     return OpenAIBatchAPIError(
         message,
         status_code=status_code,
