@@ -108,10 +108,9 @@ class OpenAIBatchSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        batch = self.hook.get_batch(self.batch_id)
         self._push_url(context)
-        self.log.info(format_progress(batch))
-        if batch.status.is_terminal:
+        batch = self._look()
+        if batch is not None and batch.status.is_terminal:
             return self._finish(batch, context)
         self.defer(
             trigger=OpenAIBatchTrigger(
@@ -128,24 +127,31 @@ class OpenAIBatchSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str | None:
         """Resume after the trigger fired: turn its event into the task's outcome."""
         if event["status"] == EVENT_TERMINAL:
-            return self._finish(Batch.model_validate(event["batch"]), context)
+            batch = Batch.model_validate(event["batch"])
+            self.log.info(format_progress(batch))
+            return self._finish(batch, context)
         if event["status"] == EVENT_TIMEOUT:
             raise AirflowSensorTimeout(event["message"])
         raise AirflowException(event["message"])
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        self._push_url(context)
+        batch = self._look()
+        if batch is None or not batch.status.is_terminal:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(batch, context))
+
+    def _look(self) -> Batch | None:
+        """Read the batch and log its progress; None after a transient error (keep waiting)."""
         try:
             batch = self.hook.get_batch(self.batch_id)
         except OpenAIBatchAPIError as error:
             if not is_transient(error):
                 raise
-            self.log.warning("Reading batch %s failed, will poke again: %s", self.batch_id, error)
-            return False
-        self._push_url(context)
+            self.log.warning("Reading batch %s failed, will look again: %s", self.batch_id, error)
+            return None
         self.log.info(format_progress(batch))
-        if not batch.status.is_terminal:
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(batch, context))
+        return batch
 
     def on_kill(self) -> None:
         if not self.cancel_on_kill:
@@ -169,7 +175,6 @@ class OpenAIBatchSensor(BaseSensorOperator):
         ti.xcom_push(key=BATCH_XCOM_KEY, value=batch.model_dump(mode="json"))
         ti.xcom_push(key=REQUEST_COUNTS_XCOM_KEY, value=counts.model_dump(mode="json") if counts else None)
         ti.xcom_push(key=ERROR_FILE_ID_XCOM_KEY, value=batch.error_file_id)
-        self.log.info(format_progress(batch))
 
         if batch.status == BatchStatus.COMPLETED:
             if batch.output_file_id is None and batch.error_file_id is not None:

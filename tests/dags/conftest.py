@@ -1,0 +1,114 @@
+"""Real Airflow for DAG-level tests: a migrated throwaway database and a way to run a DAG.
+
+``tests/conftest.py`` points AIRFLOW_HOME at a temporary directory before Airflow is
+imported; the session fixture below migrates its database once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from airflow_batch_provider.emulator.server import EmulatorServer
+
+#: The key every emulator of these tests demands; no task log line or XCom may show it.
+API_KEY = "sk-emulator-dagtest-5f3a9c1e"
+
+#: Fast processing, so that a whole DAG runs in seconds.
+FAST = {"validation_delay": 0.05, "request_delay": 0.02, "finalizing_delay": 0.05, "cancel_delay": 0.05}
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the throwaway metadata database once per test session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="session")
+def dag_emulator() -> Iterator[EmulatorServer]:
+    """A fast emulator with the fault admin endpoint, shared by the DAG tests."""
+    with EmulatorServer(api_key=API_KEY, enable_admin=True, **FAST) as server:
+        yield server
+
+
+@pytest.fixture
+def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Point the connection ``openai_batch_default`` at an emulator, as a user would: by env var."""
+
+    def connect(server: EmulatorServer, **extra: Any) -> None:
+        conn: dict[str, Any] = {
+            "conn_type": "openai_batch",
+            "host": server.base_url,
+            "password": server.api_key,
+        }
+        if extra:
+            conn["extra"] = extra
+        monkeypatch.setenv("AIRFLOW_CONN_OPENAI_BATCH_DEFAULT", json.dumps(conn))
+
+    return connect
+
+
+@dataclass
+class DagResult:
+    """What a DAG run left behind: task states, XComs, and everything printed meanwhile."""
+
+    state: str
+    states: dict[str, str]
+    xcoms: dict[tuple[str, str], Any]
+    output: str
+
+    def xcom(self, task_id: str, key: str = "return_value") -> Any:
+        return self.xcoms.get((task_id, key))
+
+
+@pytest.fixture
+def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[..., DagResult]:
+    """Run a DAG with ``dag.test()`` (tasks and triggers in this process) and collect the result."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    def run(dag: Any) -> DagResult:
+        # dag.test() runs DAGs the metadata database knows: register this one first.
+        DagBundlesManager().sync_bundles_to_db()
+        bag = DagBag(dag_folder="/dev/null", collect_dags=False)
+        bag.bag_dag(dag)
+        sync_bag_to_db(bag, "dags-folder", None)
+        capfd.readouterr()
+        dag_run = dag.test()
+        captured = capfd.readouterr()
+        with create_session() as session:
+            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+            rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id)).all()
+            xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+        # Show the run's output in pytest's report when a test fails.
+        sys.stdout.write(captured.out)
+        sys.stderr.write(captured.err)
+        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err)
+
+    return run
+
+
+@pytest.fixture
+def assert_no_secret() -> Callable[[DagResult], None]:
+    """Check that the API key shows in no line the run printed and in no XCom it left."""
+
+    def check(result: DagResult) -> None:
+        assert API_KEY not in result.output
+        leaked = [key for key, value in result.xcoms.items() if API_KEY in json.dumps(value, default=str)]
+        assert not leaked, f"the API key is in XComs {leaked}"
+
+    return check
+
+
+def faults_url(server: EmulatorServer) -> str:
+    return f"{server.url}/_emulator/faults"

@@ -1,0 +1,53 @@
+"""The example DAGs run end to end against the emulator, configured only by the connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_batch_provider import jsonl
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+
+
+@pytest.fixture(scope="module")
+def examples():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=EXAMPLE_DAGS, collect_dags=True)
+    assert not bag.import_errors
+    return bag
+
+
+def test_chat_example(run_dag, examples, dag_emulator, connect, assert_no_secret) -> None:
+    connect(dag_emulator)
+    result = run_dag(examples.get_dag("example_openai_batch_chat"))
+
+    assert result.state == "success", result.states
+    batch_id = result.xcom("submit")
+    page = f"{dag_emulator.url}/batches/{batch_id}"
+    assert result.xcom("submit", "batch_url") == page
+    assert result.xcom("submit", "_link_OpenAIBatchLink") == page  # the "OpenAI Batch" button
+    output_file_id = result.xcom("wait")
+    assert result.xcom("wait", "batch")["id"] == batch_id
+    assert result.xcom("wait", "request_counts") == {"total": 6, "completed": 6, "failed": 0}
+    summary = result.xcom("download")
+    assert summary["output_file_id"] == output_file_id
+    assert summary["succeeded"] == 6
+    assert len(list(jsonl.read_results(summary["output_path"]))) == 6
+    assert result.xcom("summarize")["answered"] == 6
+    assert "Q: What is the capital of France?" in result.output
+    assert_no_secret(result)
+
+
+def test_embeddings_example(run_dag, examples, dag_emulator, connect, assert_no_secret) -> None:
+    connect(dag_emulator)
+    result = run_dag(examples.get_dag("example_openai_batch_embeddings"))
+
+    assert result.state == "success", result.states
+    assert result.xcom("download")["succeeded"] == 5
+    pairs = result.xcom("most_similar")
+    assert len(pairs) == 3
+    assert all(-1 <= pair["similarity"] <= 1 for pair in pairs)
+    assert_no_secret(result)
