@@ -1,0 +1,286 @@
+"""How the hook reads its connection, shows its form in the UI, and tests it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hook_server import Reply, ScriptedServer, api_error, set_connection
+
+from airflow_batch_provider.hooks._connection import DEFAULT_BASE_URL
+from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+
+API_KEY = "sk-connection-secret-abcdef123456"
+
+
+def settings_of(monkeypatch, **fields):
+    set_connection(monkeypatch, "under_test", **fields)
+    return OpenAIBatchHook("under_test").settings
+
+
+# -- reading the connection --
+
+
+def test_every_field_of_an_openai_batch_connection(monkeypatch):
+    settings = settings_of(
+        monkeypatch,
+        conn_type="openai_batch",
+        host="https://gw.example/openai/v1/",
+        password=API_KEY,
+        extra={
+            "organization": "org-1",
+            "project": "proj_1",
+            "timeout": "12.5",
+            "max_retries": "3",
+            "api_type": "azure",
+            "api_version": "2024-10-21",
+            "batch_url_template": "https://gw.example/batches/{batch_id}",
+        },
+    )
+
+    assert settings.base_url == "https://gw.example/openai/v1"
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == API_KEY
+    assert (settings.organization, settings.project) == ("org-1", "proj_1")
+    assert (settings.timeout, settings.max_retries) == (12.5, 3)
+    assert (settings.api_type, settings.api_version) == ("azure", "2024-10-21")
+    assert settings.secret_headers["api-key"] == API_KEY
+    assert settings.query_params == {"api-version": "2024-10-21"}
+    assert API_KEY not in repr(settings)
+    assert API_KEY not in settings.model_dump_json()
+
+
+def test_defaults(monkeypatch):
+    settings = settings_of(monkeypatch, conn_type="openai_batch", password=API_KEY)
+
+    assert settings.base_url == DEFAULT_BASE_URL
+    assert (settings.timeout, settings.max_retries, settings.api_type) == (60.0, 5, "openai")
+    assert settings.secret_headers == {"Authorization": f"Bearer {API_KEY}"}
+    assert settings.query_params == {}
+
+
+def test_official_openai_connection(monkeypatch):
+    settings = settings_of(
+        monkeypatch,
+        conn_type="openai",
+        host="https://ignored.example/v1",
+        password=API_KEY,
+        extra={"openai_client_kwargs": {"base_url": "https://proxy.example/v1", "organization": "org-2"}},
+    )
+
+    assert settings.base_url == "https://proxy.example/v1"
+    assert settings.organization == "org-2"
+    assert settings.secret_headers["OpenAI-Organization"] == "org-2"
+
+
+def test_a_bare_host_from_a_connection_uri(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_FROM_URI", "openai-batch://:sk-uri-key-12345@127.0.0.1:8123")
+
+    settings = OpenAIBatchHook("from_uri").settings
+
+    assert settings.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_prefixed_extras_of_old_forms_are_read(monkeypatch):
+    settings = settings_of(monkeypatch, conn_type="openai_batch", extra={"extra__openai_batch__project": "p"})
+    assert settings.project == "p"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"api_type": "gcp"}, "api_type"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
+)
+def test_a_bad_extra_is_named(monkeypatch, extra, named):
+    with pytest.raises(ValueError, match=f"Connection 'under_test' cannot be used: extra '{named}'"):
+        settings_of(monkeypatch, conn_type="openai_batch", extra=extra)
+
+
+# -- the batch page link --
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "expected"),
+    [
+        ("https://api.openai.com/v1", {}, "https://platform.openai.com/batches/batch_1"),
+        ("http://127.0.0.1:8000/v1", {}, "http://127.0.0.1:8000/batches/batch_1"),
+        ("http://localhost:9/v1", {}, "http://localhost:9/batches/batch_1"),
+        ("http://[::1]:9/v1", {}, "http://[::1]:9/batches/batch_1"),
+        ("https://gw.example/v1", {}, None),
+        (
+            "https://api.openai.com/v1",
+            {"batch_url_template": "https://gw.example/b/{batch_id}?x=1"},
+            "https://gw.example/b/batch_1?x=1",
+        ),
+    ],
+)
+def test_batch_page_url(monkeypatch, host, extra, expected):
+    set_connection(monkeypatch, "linked", conn_type="openai_batch", host=host, extra=extra)
+    assert OpenAIBatchHook("linked").batch_page_url("batch_1") == expected
+
+
+# -- test_connection --
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as running:
+        yield running
+
+
+def test_connection_ok(server, monkeypatch):
+    set_connection(monkeypatch, "good", conn_type="openai_batch", host=server.base_url, password=API_KEY)
+    server.script("GET", "/batches", Reply(json={"object": "list", "data": [], "has_more": False}))
+
+    ok, message = OpenAIBatchHook("good").test_connection()
+
+    assert ok, message
+    assert server.base_url in message
+    assert server.received()[0].query == {"limit": ["1"]}
+
+
+def test_connection_with_a_bad_key(server, monkeypatch):
+    set_connection(monkeypatch, "bad_key", conn_type="openai_batch", host=server.base_url, password=API_KEY)
+    server.script("GET", "/batches", api_error(401, f"Incorrect API key provided: {API_KEY}"))
+
+    ok, message = OpenAIBatchHook("bad_key").test_connection()
+
+    assert not ok
+    assert "Check the API key of connection 'bad_key'" in message
+    assert API_KEY not in message
+    assert len(server.received()) == 1
+
+
+def test_connection_with_a_wrong_base_url(server, monkeypatch):
+    set_connection(monkeypatch, "bad_url", conn_type="openai_batch", host=server.base_url + "/oops")
+
+    ok, message = OpenAIBatchHook("bad_url").test_connection()
+
+    assert not ok
+    assert "HTTP 404" in message
+    assert "Base URL of connection 'bad_url'" in message
+
+
+def test_connection_to_nowhere(monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    set_connection(monkeypatch, "nowhere", conn_type="openai_batch", host=f"http://127.0.0.1:{port}/v1")
+
+    ok, message = OpenAIBatchHook("nowhere").test_connection()
+
+    assert not ok
+    assert "Connection refused" in message
+    assert "Base URL of connection 'nowhere'" in message
+
+
+def test_connection_that_does_not_exist():
+    ok, message = OpenAIBatchHook("no_such_connection").test_connection()
+    assert not ok
+    assert "no_such_connection" in message
+
+
+# -- the connection form in Airflow's UI --
+
+
+@pytest.fixture(scope="module")
+def providers_manager():
+    from airflow.providers_manager import ProvidersManager
+
+    return ProvidersManager()
+
+
+def test_airflow_knows_the_hook():
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook_info = ProvidersManagerTaskRuntime().hooks["openai_batch"]
+
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_batch_provider.hooks.batch.OpenAIBatchHook"
+    assert hook_info.hook_name == "OpenAI Batch"
+    assert hook_info.connection_testable
+
+
+def test_providers_manager_reads_the_form(providers_manager):
+    widgets = providers_manager._connection_form_widgets_from_metadata
+    behaviour = providers_manager._field_behaviours_from_metadata["openai_batch"]
+
+    assert {
+        name.removeprefix("extra__openai_batch__")
+        for name in widgets
+        if name.startswith("extra__openai_batch__")
+    } == {
+        "organization",
+        "project",
+        "timeout",
+        "max_retries",
+        "api_type",
+        "api_version",
+        "batch_url_template",
+    }
+    assert widgets["extra__openai_batch__api_type"].field["schema"]["enum"] == ["openai", "azure"]
+    assert behaviour["hidden_fields"] == ["schema", "port", "login"]
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
+    assert behaviour["placeholders"]["extra__openai_batch__organization"] == "org-..."
+
+
+def test_the_ui_form_metadata(providers_manager):
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "openai_batch"]
+
+    assert meta.hook_name == "OpenAI Batch"
+    assert meta.standard_fields is not None
+    assert meta.standard_fields.host is not None
+    assert meta.standard_fields.host.title == "Base URL"
+    assert meta.standard_fields.password is not None
+    assert meta.standard_fields.password.title == "API key"
+    assert meta.standard_fields.login is not None
+    assert meta.standard_fields.login.hidden
+    assert meta.extra_fields is not None
+    assert meta.extra_fields["max_retries"]["schema"]["type"] == ["integer", "null"]
+    assert meta.extra_fields["timeout"]["value"] == 60.0
+
+
+def test_the_legacy_behaviour_passes_airflows_schema(providers_manager):
+    # Airflow < 3.2 reads the form from the hook's methods instead of the provider info.
+    behaviour = OpenAIBatchHook.get_ui_field_behaviour()
+
+    providers_manager._customized_form_fields_schema_validator.validate(behaviour)
+    assert behaviour["relabeling"]["host"] == "Base URL"
+
+
+def test_the_legacy_widgets_render_like_the_declared_fields(monkeypatch):
+    # Airflow < 3.2 builds the form from WTForms fields; without FAB installed its UI
+    # service swaps in stand-ins, as done here.
+    import sys
+    from unittest import mock
+
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ConnectionFormWidgetInfo
+
+    stand_ins = {
+        "wtforms": {
+            "StringField": HookMetaService.MockStringField,
+            "IntegerField": HookMetaService.MockIntegerField,
+        },
+        "wtforms.validators": {"Optional": HookMetaService.MockOptional, "any_of": HookMetaService.MockEnum},
+        "flask_babel": {"lazy_gettext": str},
+        "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": HookMetaService.MockAnyWidget},
+    }
+    for module_name, attributes in stand_ins.items():
+        monkeypatch.setitem(sys.modules, module_name, mock.MagicMock(**attributes))
+
+    widgets = {
+        f"extra__openai_batch__{name}": ConnectionFormWidgetInfo("OpenAIBatchHook", "p", field, name, False)
+        for name, field in OpenAIBatchHook.get_connection_form_widgets().items()
+    }
+    rendered = HookMetaService._convert_extra_fields(widgets)["openai_batch"]
+
+    assert rendered["api_type"]["schema"]["enum"] == ["openai", "azure"]
+    assert rendered["max_retries"]["schema"]["type"] == ["integer", "null"]
+    assert rendered["max_retries"]["value"] == 5
+    assert rendered["organization"]["schema"]["title"] == "Organization ID"
