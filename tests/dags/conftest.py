@@ -108,7 +108,3 @@ def assert_no_secret() -> Callable[[DagResult], None]:
         assert not leaked, f"the API key is in XComs {leaked}"
 
     return check
-
-
-def faults_url(server: EmulatorServer) -> str:
-    return f"{server.url}/_emulator/faults"

@@ -1,0 +1,322 @@
+"""submit >> wait >> download in real Airflow (``dag.test()``) against the emulator, outcome by outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from airflow.sdk import DAG, task
+
+from airflow_batch_provider.emulator.server import EmulatorServer
+from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+from airflow_batch_provider.operators.batch import (
+    BATCH_ID_STATE_KEY,
+    OpenAIBatchResultsOperator,
+    OpenAIBatchSubmitOperator,
+)
+from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+
+START = datetime(2025, 1, 1)
+
+
+def chat(custom_id: str, text: str = "hello") -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
+    }
+
+
+def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(
+        method,
+        f"{server.base_url}{path}",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=10,
+        **kwargs,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def batches_of(server: EmulatorServer, dag_id: str) -> list[dict[str, Any]]:
+    batches = api(server, "GET", "/batches", params={"limit": 100})["data"]
+    return [batch for batch in batches if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id]
+
+
+def faults(server: EmulatorServer, method: str, **kwargs: Any) -> Any:
+    """Read or change the emulator's injected faults through its admin endpoint."""
+    response = httpx.request(
+        method,
+        f"{server.url}/_emulator/faults",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=10,
+        **kwargs,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def slow_emulator(dag_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
+    """Requests one after the other, so a batch of a few runs long enough for the sensor to defer."""
+    with EmulatorServer(
+        api_key=dag_emulator.api_key,
+        enable_admin=True,
+        validation_delay=0.3,
+        request_delay=0.25,
+        concurrency=1,
+        finalizing_delay=0.1,
+        cancel_delay=0.1,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def expiring_emulator(dag_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
+    """ "24h" lasts 1.5 s here, and each request 0.4 s: batches of a few requests expire."""
+    with EmulatorServer(
+        api_key=dag_emulator.api_key,
+        completion_window_seconds=1.5,
+        validation_delay=0.05,
+        request_delay=0.4,
+        concurrency=1,
+    ) as server:
+        yield server
+
+
+def test_deferred_success(run_dag, slow_emulator, connect, assert_no_secret) -> None:
+    connect(slow_emulator)
+    requests = [chat(f"ok-{n}") for n in range(5)]
+    requests.append({**chat("no-messages"), "body": {"model": "gpt-4o-mini"}})  # the endpoint answers 400
+    with DAG("wf_deferred_success", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=requests, metadata={"team": "ml"})
+        wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.3)
+        wait >> OpenAIBatchResultsOperator(task_id="download")
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    assert "Pausing task as DEFERRED" in result.output  # the sensor deferred
+    assert " in_progress: " in result.output  # progress lines
+    assert " done (" in result.output
+    batch = result.xcom("wait", "batch")
+    assert batch["id"] == result.xcom("submit")
+    assert batch["metadata"] == {
+        "team": "ml",
+        "airflow_dag_id": "wf_deferred_success",
+        "airflow_run_id": batch["metadata"]["airflow_run_id"],
+        "airflow_task_id": "submit",
+        "airflow_map_index": "-1",
+    }
+    assert result.xcom("submit", "input_file_id") == batch["input_file_id"]
+    assert result.xcom("wait") == batch["output_file_id"]
+    assert result.xcom("wait", "error_file_id") == batch["error_file_id"] is not None
+    assert result.xcom("wait", "request_counts") == {"total": 6, "completed": 5, "failed": 1}
+    summary = result.xcom("download")
+    assert (summary["succeeded"], summary["failed"]) == (5, 1)
+    assert summary["errors"][0]["custom_id"] == "no-messages"
+    assert summary["errors"][0]["status_code"] == 400
+    assert Path(summary["output_path"]).is_file()
+    assert Path(summary["error_path"]).is_file()
+    assert_no_secret(result)
+
+
+def test_invalid_requests_fail_before_upload(run_dag, dag_emulator, connect, assert_no_secret) -> None:
+    connect(dag_emulator)
+    files_before = len(api(dag_emulator, "GET", "/files")["data"])
+    requests = [
+        chat("a"),
+        {"method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini"}},
+        {**chat("c"), "url": "/v1/embeddings"},
+    ]
+    with DAG("wf_invalid_requests", schedule=None, start_date=START) as dag:
+        OpenAIBatchSubmitOperator(task_id="submit", requests=requests, retries=2, retry_delay=timedelta(0))
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "failed"}  # bad input is not retried
+    assert "line 2, custom_id: missing_required_parameter" in result.output
+    assert "line 3, url: invalid_url" in result.output
+    assert len(api(dag_emulator, "GET", "/files")["data"]) == files_before
+    assert_no_secret(result)
+
+
+def test_batch_failed_by_the_api_lists_every_error(
+    run_dag, dag_emulator, connect, assert_no_secret, tmp_path: Path
+) -> None:
+    connect(dag_emulator)
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+                    "this is not json\n"
+                    '{"method": "POST", "url": "/v1/chat/completions", "body": {}}\n')  # fmt: skip
+    with DAG("wf_api_validation", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", input_path=str(path), validate=False)
+        OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "success", "wait": "failed"}
+    assert "failed with 2 error(s)" in result.output
+    assert "line 2: invalid_json_line" in result.output
+    assert "line 3, custom_id: missing_required_parameter" in result.output
+    assert_no_secret(result)
+
+
+def test_expired_fails_unless_partial_results_are_allowed(
+    run_dag, expiring_emulator, connect, assert_no_secret
+) -> None:
+    connect(expiring_emulator)
+    with DAG("wf_expired", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
+        strict = OpenAIBatchSensor(task_id="strict", batch_id=submit.output, poll_interval=0.3)
+        partial = OpenAIBatchSensor(
+            task_id="partial", batch_id=submit.output, poll_interval=0.3, allow_partial=True
+        )
+        submit >> strict
+        partial >> OpenAIBatchResultsOperator(task_id="download", sensor_task_id="partial")
+
+    result = run_dag(dag)
+
+    assert result.states == {
+        "submit": "success",
+        "strict": "failed",
+        "partial": "success",
+        "download": "success",
+    }
+    assert "is expired" in result.output
+    assert "allow_partial=True" in result.output
+    counts = result.xcom("partial", "request_counts")
+    assert 0 < counts["completed"] < 8
+    summary = result.xcom("download")
+    assert summary["succeeded"] == counts["completed"]
+    assert summary["succeeded"] + summary["failed"] == 8
+    assert {error["code"] for error in summary["errors"]} == {"batch_expired"}
+    assert_no_secret(result)
+
+
+@task
+def cancel(batch_id: str) -> None:
+    OpenAIBatchHook().cancel_batch(batch_id)
+
+
+def test_cancelled_fails_unless_partial_results_are_allowed(
+    run_dag, slow_emulator, connect, assert_no_secret
+) -> None:
+    connect(slow_emulator)
+    with DAG("wf_cancelled", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(20)])
+        cancelled = cancel(submit.output)
+        for task_id, allow_partial in (("strict", False), ("partial", True)):
+            sensor = OpenAIBatchSensor(
+                task_id=task_id, batch_id=submit.output, poll_interval=0.2, allow_partial=allow_partial
+            )
+            cancelled >> sensor
+
+    result = run_dag(dag)
+
+    assert result.states == {
+        "submit": "success",
+        "cancel": "success",
+        "strict": "failed",
+        "partial": "success",
+    }
+    assert "is cancelled" in result.output
+    assert result.xcom("partial", "batch")["status"] == "cancelled"
+    assert_no_secret(result)
+
+
+def test_sensor_rides_out_429s_and_5xx(run_dag, slow_emulator, connect, assert_no_secret) -> None:
+    # One retry in the hook, so that the faults reach the sensor and the trigger too.
+    connect(slow_emulator, max_retries=1)
+    rules = [
+        {"method": "GET", "path": "/v1/batches/*", "status": 503, "count": 3},
+        {"method": "GET", "path": "/v1/batches/*", "status": 429, "retry_after": 0.1, "count": 3},
+        {"method": "GET", "path": "/v1/batches/*", "status": 500, "count": 2},
+    ]
+
+    @task
+    def inject_faults() -> None:
+        faults(slow_emulator, "PUT", json={"rules": rules})
+
+    with DAG("wf_faults", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
+        wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+        submit >> inject_faults() >> wait >> OpenAIBatchResultsOperator(task_id="download")
+
+    try:
+        result = run_dag(dag)
+        left = faults(slow_emulator, "GET")["rules"]
+    finally:
+        faults(slow_emulator, "DELETE")
+
+    assert result.state == "success", result.states
+    assert [rule["count"] for rule in left] == [0, 0, 0]  # every injected fault was met
+    assert "will retry" in result.output or "will look again" in result.output
+    assert result.xcom("download")["succeeded"] == 8
+    assert_no_secret(result)
+
+
+class CrashingSubmit(OpenAIBatchSubmitOperator):
+    """Loses its first try right after creating the batch, like a worker that died."""
+
+    def __init__(self, *, forget_state: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.forget_state = forget_state
+
+    def execute(self, context: Any) -> str:
+        batch_id = super().execute(context)
+        if context["ti"].try_number == 1:
+            if self.forget_state:  # died before the id reached the durable task state
+                context["task_state_store"].delete(BATCH_ID_STATE_KEY)
+            raise RuntimeError(f"simulated crash after creating {batch_id}")
+        return batch_id
+
+
+@pytest.mark.parametrize("forget_state", [False, True], ids=["task_state_store", "metadata_lookup"])
+def test_retry_reattaches_to_the_batch_of_the_failed_try(
+    run_dag, dag_emulator, connect, assert_no_secret, forget_state: bool
+) -> None:
+    connect(dag_emulator)
+    dag_id = f"wf_retry_{'metadata' if forget_state else 'state'}"
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
+        submit = CrashingSubmit(
+            task_id="submit",
+            requests=[chat("a"), chat("b")],
+            forget_state=forget_state,
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+        OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    assert "simulated crash after creating" in result.output
+    assert "Reattaching to batch" in result.output
+    batches = batches_of(dag_emulator, dag_id)
+    assert [batch["id"] for batch in batches] == [result.xcom("submit")]
+    assert_no_secret(result)
+
+
+def test_poke_and_reschedule_modes(run_dag, slow_emulator, connect, assert_no_secret) -> None:
+    connect(slow_emulator)
+    with DAG("wf_modes", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(6)])
+        for mode in ("poke", "reschedule"):
+            OpenAIBatchSensor(
+                task_id=mode, batch_id=submit.output, deferrable=False, mode=mode, poll_interval=0.5
+            )
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "success", "poke": "success", "reschedule": "success"}
+    assert "Pausing task as DEFERRED" not in result.output
+    assert result.xcom("poke") == result.xcom("reschedule") is not None
+    assert " in_progress: " in result.output
+    assert_no_secret(result)
