@@ -9,19 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from airflow_batch_provider.emulator.server import EmulatorServer
-
-#: The key every emulator of these tests demands; no task log line or XCom may show it.
-API_KEY = "sk-emulator-dagtest-5f3a9c1e"
-
-#: Fast processing, so that a whole DAG runs in seconds.
-FAST = {"validation_delay": 0.05, "request_delay": 0.02, "finalizing_delay": 0.05, "cancel_delay": 0.05}
 
 
 @pytest.fixture(scope="session")
@@ -30,30 +24,6 @@ def airflow_db() -> None:
     subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
     )
-
-
-@pytest.fixture(scope="session")
-def dag_emulator() -> Iterator[EmulatorServer]:
-    """A fast emulator with the fault admin endpoint, shared by the DAG tests."""
-    with EmulatorServer(api_key=API_KEY, enable_admin=True, **FAST) as server:
-        yield server
-
-
-@pytest.fixture
-def connect(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Point the connection ``openai_batch_default`` at an emulator, as a user would: by env var."""
-
-    def connect(server: EmulatorServer, **extra: Any) -> None:
-        conn: dict[str, Any] = {
-            "conn_type": "openai_batch",
-            "host": server.base_url,
-            "password": server.api_key,
-        }
-        if extra:
-            conn["extra"] = extra
-        monkeypatch.setenv("AIRFLOW_CONN_OPENAI_BATCH_DEFAULT", json.dumps(conn))
-
-    return connect
 
 
 @dataclass
@@ -99,12 +69,14 @@ def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[...
 
 
 @pytest.fixture
-def assert_no_secret() -> Callable[[DagResult], None]:
-    """Check that the API key shows in no line the run printed and in no XCom it left."""
+def assert_no_secret() -> Callable[[DagResult, EmulatorServer], None]:
+    """Check that the server's API key shows in no line the run printed and in no XCom it left."""
 
-    def check(result: DagResult) -> None:
-        assert API_KEY not in result.output
-        leaked = [key for key, value in result.xcoms.items() if API_KEY in json.dumps(value, default=str)]
+    def check(result: DagResult, server: EmulatorServer) -> None:
+        key = server.api_key
+        assert key
+        assert key not in result.output
+        leaked = [name for name, value in result.xcoms.items() if key in json.dumps(value, default=str)]
         assert not leaked, f"the API key is in XComs {leaked}"
 
     return check

@@ -20,13 +20,13 @@ def examples():
     return bag
 
 
-def test_chat_example(run_dag, examples, dag_emulator, connect, assert_no_secret) -> None:
-    connect(dag_emulator)
+def test_chat_example(run_dag, examples, emulator, emulator_conn, assert_no_secret) -> None:
+    emulator_conn(emulator)
     result = run_dag(examples.get_dag("example_openai_batch_chat"))
 
     assert result.state == "success", result.states
     batch_id = result.xcom("submit")
-    page = f"{dag_emulator.url}/batches/{batch_id}"
+    page = f"{emulator.url}/batches/{batch_id}"
     assert result.xcom("submit", "batch_url") == page
     assert result.xcom("submit", "_link_OpenAIBatchLink") == page  # the "OpenAI Batch" button
     output_file_id = result.xcom("wait")
@@ -38,11 +38,11 @@ def test_chat_example(run_dag, examples, dag_emulator, connect, assert_no_secret
     assert len(list(jsonl.read_results(summary["output_path"]))) == 6
     assert result.xcom("summarize")["answered"] == 6
     assert "Q: What is the capital of France?" in result.output
-    assert_no_secret(result)
+    assert_no_secret(result, emulator)
 
 
-def test_embeddings_example(run_dag, examples, dag_emulator, connect, assert_no_secret) -> None:
-    connect(dag_emulator)
+def test_embeddings_example(run_dag, examples, emulator, emulator_conn, assert_no_secret) -> None:
+    emulator_conn(emulator)
     result = run_dag(examples.get_dag("example_openai_batch_embeddings"))
 
     assert result.state == "success", result.states
@@ -50,4 +50,4 @@ def test_embeddings_example(run_dag, examples, dag_emulator, connect, assert_no_
     pairs = result.xcom("most_similar")
     assert len(pairs) == 3
     assert all(-1 <= pair["similarity"] <= 1 for pair in pairs)
-    assert_no_secret(result)
+    assert_no_secret(result, emulator)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,36 +61,15 @@ def faults(server: EmulatorServer, method: str, **kwargs: Any) -> Any:
     return response.json()
 
 
-@pytest.fixture(scope="module")
-def slow_emulator(dag_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
-    """Requests one after the other, so a batch of a few runs long enough for the sensor to defer."""
-    with EmulatorServer(
-        api_key=dag_emulator.api_key,
-        enable_admin=True,
-        validation_delay=0.3,
-        request_delay=0.25,
-        concurrency=1,
-        finalizing_delay=0.1,
-        cancel_delay=0.1,
-    ) as server:
-        yield server
+#: Requests one after the other, so a batch of a few runs long enough for the sensor to defer.
+SLOW = {"validation_delay": 0.3, "request_delay": 0.25, "concurrency": 1, "finalizing_delay": 0.1}
+#: "24h" lasts 1.5 s, and each request 0.4 s: batches of a few requests expire.
+EXPIRING = {"completion_window_seconds": 1.5, "request_delay": 0.4, "concurrency": 1}
 
 
-@pytest.fixture(scope="module")
-def expiring_emulator(dag_emulator: EmulatorServer) -> Iterator[EmulatorServer]:
-    """ "24h" lasts 1.5 s here, and each request 0.4 s: batches of a few requests expire."""
-    with EmulatorServer(
-        api_key=dag_emulator.api_key,
-        completion_window_seconds=1.5,
-        validation_delay=0.05,
-        request_delay=0.4,
-        concurrency=1,
-    ) as server:
-        yield server
-
-
-def test_deferred_success(run_dag, slow_emulator, connect, assert_no_secret) -> None:
-    connect(slow_emulator)
+def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secret) -> None:
+    server = make_emulator(**SLOW)
+    emulator_conn(server)
     requests = [chat(f"ok-{n}") for n in range(5)]
     requests.append({**chat("no-messages"), "body": {"model": "gpt-4o-mini"}})  # the endpoint answers 400
     with DAG("wf_deferred_success", schedule=None, start_date=START) as dag:
@@ -124,12 +102,12 @@ def test_deferred_success(run_dag, slow_emulator, connect, assert_no_secret) -> 
     assert summary["errors"][0]["status_code"] == 400
     assert Path(summary["output_path"]).is_file()
     assert Path(summary["error_path"]).is_file()
-    assert_no_secret(result)
+    assert_no_secret(result, server)
 
 
-def test_invalid_requests_fail_before_upload(run_dag, dag_emulator, connect, assert_no_secret) -> None:
-    connect(dag_emulator)
-    files_before = len(api(dag_emulator, "GET", "/files")["data"])
+def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, assert_no_secret) -> None:
+    emulator_conn(emulator)
+    files_before = len(api(emulator, "GET", "/files")["data"])
     requests = [
         chat("a"),
         {"method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini"}},
@@ -143,14 +121,14 @@ def test_invalid_requests_fail_before_upload(run_dag, dag_emulator, connect, ass
     assert result.states == {"submit": "failed"}  # bad input is not retried
     assert "line 2, custom_id: missing_required_parameter" in result.output
     assert "line 3, url: invalid_url" in result.output
-    assert len(api(dag_emulator, "GET", "/files")["data"]) == files_before
-    assert_no_secret(result)
+    assert len(api(emulator, "GET", "/files")["data"]) == files_before
+    assert_no_secret(result, emulator)
 
 
 def test_batch_failed_by_the_api_lists_every_error(
-    run_dag, dag_emulator, connect, assert_no_secret, tmp_path: Path
+    run_dag, emulator, emulator_conn, assert_no_secret, tmp_path: Path
 ) -> None:
-    connect(dag_emulator)
+    emulator_conn(emulator)
     path = tmp_path / "requests.jsonl"
     path.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
                     "this is not json\n"
@@ -165,13 +143,14 @@ def test_batch_failed_by_the_api_lists_every_error(
     assert "failed with 2 error(s)" in result.output
     assert "line 2: invalid_json_line" in result.output
     assert "line 3, custom_id: missing_required_parameter" in result.output
-    assert_no_secret(result)
+    assert_no_secret(result, emulator)
 
 
 def test_expired_fails_unless_partial_results_are_allowed(
-    run_dag, expiring_emulator, connect, assert_no_secret
+    run_dag, make_emulator, emulator_conn, assert_no_secret
 ) -> None:
-    connect(expiring_emulator)
+    server = make_emulator(**EXPIRING)
+    emulator_conn(server)
     with DAG("wf_expired", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
         strict = OpenAIBatchSensor(task_id="strict", batch_id=submit.output, poll_interval=0.3)
@@ -197,7 +176,7 @@ def test_expired_fails_unless_partial_results_are_allowed(
     assert summary["succeeded"] == counts["completed"]
     assert summary["succeeded"] + summary["failed"] == 8
     assert {error["code"] for error in summary["errors"]} == {"batch_expired"}
-    assert_no_secret(result)
+    assert_no_secret(result, server)
 
 
 @task
@@ -206,9 +185,10 @@ def cancel(batch_id: str) -> None:
 
 
 def test_cancelled_fails_unless_partial_results_are_allowed(
-    run_dag, slow_emulator, connect, assert_no_secret
+    run_dag, make_emulator, emulator_conn, assert_no_secret
 ) -> None:
-    connect(slow_emulator)
+    server = make_emulator(**SLOW)
+    emulator_conn(server)
     with DAG("wf_cancelled", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(20)])
         cancelled = cancel(submit.output)
@@ -228,12 +208,13 @@ def test_cancelled_fails_unless_partial_results_are_allowed(
     }
     assert "is cancelled" in result.output
     assert result.xcom("partial", "batch")["status"] == "cancelled"
-    assert_no_secret(result)
+    assert_no_secret(result, server)
 
 
-def test_sensor_rides_out_429s_and_5xx(run_dag, slow_emulator, connect, assert_no_secret) -> None:
+def test_sensor_rides_out_429s_and_5xx(run_dag, make_emulator, emulator_conn, assert_no_secret) -> None:
     # One retry in the hook, so that the faults reach the sensor and the trigger too.
-    connect(slow_emulator, max_retries=1)
+    server = make_emulator(**SLOW, enable_admin=True)
+    emulator_conn(server, max_retries=1)
     rules = [
         {"method": "GET", "path": "/v1/batches/*", "status": 503, "count": 3},
         {"method": "GET", "path": "/v1/batches/*", "status": 429, "retry_after": 0.1, "count": 3},
@@ -242,7 +223,7 @@ def test_sensor_rides_out_429s_and_5xx(run_dag, slow_emulator, connect, assert_n
 
     @task
     def inject_faults() -> None:
-        faults(slow_emulator, "PUT", json={"rules": rules})
+        faults(server, "PUT", json={"rules": rules})
 
     with DAG("wf_faults", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
@@ -251,15 +232,15 @@ def test_sensor_rides_out_429s_and_5xx(run_dag, slow_emulator, connect, assert_n
 
     try:
         result = run_dag(dag)
-        left = faults(slow_emulator, "GET")["rules"]
+        left = faults(server, "GET")["rules"]
     finally:
-        faults(slow_emulator, "DELETE")
+        faults(server, "DELETE")
 
     assert result.state == "success", result.states
     assert [rule["count"] for rule in left] == [0, 0, 0]  # every injected fault was met
     assert "will retry" in result.output or "will look again" in result.output
     assert result.xcom("download")["succeeded"] == 8
-    assert_no_secret(result)
+    assert_no_secret(result, server)
 
 
 class CrashingSubmit(OpenAIBatchSubmitOperator):
@@ -280,9 +261,9 @@ class CrashingSubmit(OpenAIBatchSubmitOperator):
 
 @pytest.mark.parametrize("forget_state", [False, True], ids=["task_state_store", "metadata_lookup"])
 def test_retry_reattaches_to_the_batch_of_the_failed_try(
-    run_dag, dag_emulator, connect, assert_no_secret, forget_state: bool
+    run_dag, emulator, emulator_conn, assert_no_secret, forget_state: bool
 ) -> None:
-    connect(dag_emulator)
+    emulator_conn(emulator)
     dag_id = f"wf_retry_{'metadata' if forget_state else 'state'}"
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         submit = CrashingSubmit(
@@ -299,13 +280,14 @@ def test_retry_reattaches_to_the_batch_of_the_failed_try(
     assert result.state == "success", result.states
     assert "simulated crash after creating" in result.output
     assert "Reattaching to batch" in result.output
-    batches = batches_of(dag_emulator, dag_id)
+    batches = batches_of(emulator, dag_id)
     assert [batch["id"] for batch in batches] == [result.xcom("submit")]
-    assert_no_secret(result)
+    assert_no_secret(result, emulator)
 
 
-def test_poke_and_reschedule_modes(run_dag, slow_emulator, connect, assert_no_secret) -> None:
-    connect(slow_emulator)
+def test_poke_and_reschedule_modes(run_dag, make_emulator, emulator_conn, assert_no_secret) -> None:
+    server = make_emulator(**SLOW)
+    emulator_conn(server)
     with DAG("wf_modes", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(6)])
         for mode in ("poke", "reschedule"):
@@ -319,4 +301,4 @@ def test_poke_and_reschedule_modes(run_dag, slow_emulator, connect, assert_no_se
     assert "Pausing task as DEFERRED" not in result.output
     assert result.xcom("poke") == result.xcom("reschedule") is not None
     assert " in_progress: " in result.output
-    assert_no_secret(result)
+    assert_no_secret(result, server)
