@@ -1,0 +1,209 @@
+"""OpenAIBatchTrigger against the emulator: events, errors, deadline, on_kill, serialization."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from airflow.sdk.serde import deserialize, serialize
+
+from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.server import EmulatorServer
+from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
+
+
+def submit(server: EmulatorServer, tmp_path: Any, requests: int = 5) -> str:
+    """Create a batch of chat requests on ``server`` (through the connection pointing at it)."""
+    path = tmp_path / "requests.jsonl"
+    jsonl.write_requests(
+        (
+            {
+                "custom_id": f"r{n}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {n}"}]},
+            }
+            for n in range(requests)
+        ),
+        path,
+    )
+    hook = OpenAIBatchHook()
+    return hook.create_batch(hook.upload_file(path).id, "/v1/chat/completions").id
+
+
+def run(trigger: OpenAIBatchTrigger) -> list[dict[str, Any]]:
+    """Every event the trigger fires until its run() returns."""
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def batch_status(server: EmulatorServer, batch_id: str) -> str:
+    response = httpx.get(
+        f"{server.base_url}/batches/{batch_id}",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        timeout=10,
+    )
+    return response.raise_for_status().json()["status"]
+
+
+def set_faults(server: EmulatorServer, rules: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
+    """Inject faults; return a function reading the rules back (``count`` is what is left)."""
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    url = f"{server.url}/_emulator/faults"
+    httpx.put(url, json={"rules": rules}, headers=headers, timeout=10).raise_for_status()
+    return lambda: httpx.get(url, headers=headers, timeout=10).json()["rules"]
+
+
+def test_serialize_round_trips_without_secret(emulator, emulator_conn) -> None:
+    emulator_conn(emulator)
+    trigger = OpenAIBatchTrigger("openai_batch_default", "batch_1", poll_interval=5, deadline=1e9)
+
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == "airflow_batch_provider.triggers.batch.OpenAIBatchTrigger"
+    assert kwargs == {
+        "conn_id": "openai_batch_default",
+        "batch_id": "batch_1",
+        "poll_interval": 5.0,
+        "deadline": 1e9,
+        "cancel_on_kill": True,
+    }
+    # The way Airflow stores it while the task is deferred, and rebuilds it in the triggerer.
+    rebuilt = OpenAIBatchTrigger(**deserialize(serialize(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert emulator.api_key not in json.dumps(kwargs)
+    assert emulator.api_key not in repr(trigger)
+
+
+def test_run_fires_one_event_with_the_final_batch(make_emulator, emulator_conn, tmp_path) -> None:
+    server = make_emulator(request_delay=0.05, concurrency=1)
+    emulator_conn(server)
+    batch_id = submit(server, tmp_path, requests=8)
+
+    events = run(OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.1))
+
+    assert len(events) == 1
+    event = events[0]
+    assert event["status"] == "terminal"
+    assert event["batch_id"] == batch_id
+    assert event["batch"]["status"] == "completed"
+    assert event["batch"]["request_counts"] == {"total": 8, "completed": 8, "failed": 0}
+    json.dumps(event)  # JSON-safe, as a trigger event must be
+
+
+def test_run_keeps_waiting_through_transient_errors(make_emulator, emulator_conn, tmp_path) -> None:
+    server = make_emulator(request_delay=0.05, enable_admin=True)
+    emulator_conn(server, max_retries=0)  # every fault reaches the trigger itself
+    batch_id = submit(server, tmp_path)
+    rules_left = set_faults(
+        server,
+        [
+            {"method": "GET", "path": "/v1/batches/*", "status": 503, "count": 2},
+            {"method": "GET", "path": "/v1/batches/*", "status": 429, "retry_after": 0.1, "count": 2},
+            {"method": "GET", "path": "/v1/batches/*", "drop": True, "count": 1},
+            {"method": "GET", "path": "/v1/batches/*", "status": 500, "count": 1},
+        ],
+    )
+
+    events = run(OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.2))
+
+    assert [event["status"] for event in events] == ["terminal"]
+    assert events[0]["batch"]["status"] == "completed"
+    assert [rule["count"] for rule in rules_left()] == [0, 0, 0, 0]
+
+
+def test_unknown_batch_ends_the_wait_with_an_error(emulator, emulator_conn) -> None:
+    emulator_conn(emulator)
+
+    events = run(OpenAIBatchTrigger("openai_batch_default", "batch_does_not_exist", poll_interval=0.1))
+
+    assert len(events) == 1
+    assert events[0]["status"] == "error"
+    assert "404" in events[0]["message"]
+    assert "batch_does_not_exist" in events[0]["message"]
+    assert events[0]["batch"] is None
+
+
+def test_rejected_key_ends_the_wait_with_an_error_that_hides_it(emulator, emulator_conn, monkeypatch) -> None:
+    emulator_conn(emulator)
+    wrong_key = "sk-wrong-key-0123456789"
+    conn = json.loads(os.environ["AIRFLOW_CONN_OPENAI_BATCH_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_BATCH_DEFAULT", json.dumps({**conn, "password": wrong_key}))
+
+    events = run(OpenAIBatchTrigger("openai_batch_default", "batch_x", poll_interval=0.1))
+
+    assert [event["status"] for event in events] == ["error"]
+    assert "401" in events[0]["message"]
+    assert wrong_key not in json.dumps(events)
+
+
+def test_deadline_ends_the_wait_with_a_timeout(make_emulator, emulator_conn, tmp_path) -> None:
+    server = make_emulator(request_delay=2, concurrency=1)
+    emulator_conn(server)
+    batch_id = submit(server, tmp_path)
+    started = time.monotonic()
+
+    events = run(
+        OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=10, deadline=time.time() + 0.5)
+    )
+
+    assert time.monotonic() - started < 5  # the deadline cut the 10 s poll short
+    assert [event["status"] for event in events] == ["timeout"]
+    assert events[0]["batch"]["status"] in ("validating", "in_progress")
+    assert "deadline" in events[0]["message"]
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_on_kill_cancels_the_batch(make_emulator, emulator_conn, tmp_path, cancel_on_kill: bool) -> None:
+    server = make_emulator(request_delay=2, concurrency=1, cancel_delay=0.05)
+    emulator_conn(server)
+    batch_id = submit(server, tmp_path)
+    trigger = OpenAIBatchTrigger("openai_batch_default", batch_id, cancel_on_kill=cancel_on_kill)
+
+    asyncio.run(trigger.on_kill())
+
+    status = batch_status(server, batch_id)
+    assert status in (("cancelling", "cancelled") if cancel_on_kill else ("validating", "in_progress"))
+
+
+def test_on_kill_of_a_finished_batch_does_not_raise(emulator, emulator_conn, tmp_path) -> None:
+    emulator_conn(emulator)
+    batch_id = submit(emulator, tmp_path, requests=1)
+    run(OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.05))
+
+    asyncio.run(OpenAIBatchTrigger("openai_batch_default", batch_id).on_kill())  # the API answers 409
+
+    assert batch_status(emulator, batch_id) == "completed"
+
+
+def test_run_does_not_block_the_event_loop(make_emulator, emulator_conn, tmp_path) -> None:
+    # Each status read takes 0.3 s; a blocking call would stall every other task that long.
+    server = make_emulator(request_delay=0.1, concurrency=1, enable_admin=True)
+    emulator_conn(server)
+    batch_id = submit(server, tmp_path)
+    set_faults(server, [{"method": "GET", "path": "/v1/batches/*", "latency": 0.3}])
+
+    async def main() -> float:
+        longest_gap = 0.0
+        trigger_task = asyncio.ensure_future(
+            anext(OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.05).run())
+        )
+        last = time.monotonic()
+        while not trigger_task.done():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest_gap, last = max(longest_gap, now - last), now
+        assert (await trigger_task).payload["status"] == "terminal"
+        return longest_gap
+
+    assert asyncio.run(main()) < 0.2
