@@ -7,8 +7,8 @@ and both wait for the application's startup to finish (no fixed sleeps).
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -178,7 +178,7 @@ class EmulatorProcess:
         self.port = port or 0
         self.base_url = ""
         self.log_path = self.data_dir / "emulator.log"
-        self._process: subprocess.Popen[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def api_key(self) -> str | None:
@@ -203,37 +203,38 @@ class EmulatorProcess:
             sys.executable, "-m", "airflow_batch_provider.emulator",
             "--data-dir", str(self.data_dir), "--port", str(self.port), *self.cli_args,
         ]  # fmt: skip
-        with open(self.log_path, "a") as log:
+        with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                command, stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
             )
-        match = self._wait_for_ready()
-        self.base_url = match["url"]
+        ready: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=self._copy_output, args=(self._process, ready), name="emulator-output", daemon=True
+        ).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                self.base_url = ready.get(timeout=0.05)
+                break
+            except queue.Empty:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self._terminate(kill=True)
+                    log_tail = self.log_path.read_text(errors="replace")[-4000:]
+                    raise RuntimeError(
+                        f"the emulator did not start; its log ({self.log_path}):\n{log_tail}"
+                    ) from None
         self.port = int(self.base_url.rsplit(":", 1)[1].split("/", 1)[0])
         return self
 
-    def _wait_for_ready(self) -> re.Match[str]:
-        assert self._process is not None
-        assert self._process.stdout is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
-            while (remaining := deadline - time.monotonic()) > 0:
-                if not selector.select(remaining):
-                    break
-                line = self._process.stdout.readline()
-                if not line:  # the process ended
-                    break
-                if match := _READY_PATTERN.search(line):
-                    return match
-        self._terminate(kill=True)
-        raise RuntimeError(
-            f"the emulator did not start; its log: {self.log_path}\n{self.log_path.read_text()[-4000:]}"
-        )
+    def _copy_output(self, process: subprocess.Popen[bytes], ready: queue.Queue[str]) -> None:
+        """Copy the process's output into the log (so its pipe never fills); report the URL line."""
+        assert process.stdout is not None
+        with open(self.log_path, "ab") as log:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if match := _READY_PATTERN.search(line.decode(errors="replace")):
+                    ready.put(match["url"])
 
     def _terminate(self, kill: bool) -> None:
         process, self._process = self._process, None
@@ -246,8 +247,6 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
     def restart(self, kill: bool = False) -> None:
         """Stop and start again on the same data directory and port.
