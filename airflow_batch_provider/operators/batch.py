@@ -195,6 +195,10 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 batch.status,
             )
         else:
+            if self.metadata is not None and not isinstance(self.metadata, Mapping):
+                raise AirflowFailException(
+                    f"Task {self.task_id!r}: metadata rendered to {type(self.metadata).__name__}, not a dict."
+                )
             user_metadata = dict(self.metadata or {})
             _check_metadata(user_metadata, self.task_id)
             input_file_id = self.input_file_id or self._upload_input(context)

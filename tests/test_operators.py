@@ -1,0 +1,85 @@
+"""Argument checks of the submit and results operators, made when the DAG is parsed.
+
+What the operators do against the API is tested in tests/dags/test_workflow.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.operators.batch import (
+    OpenAIBatchResultsOperator,
+    OpenAIBatchSubmitOperator,
+    _fit_value,
+)
+
+REQUESTS = [{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "named"),
+    [
+        ({}, "got none"),
+        ({"input_file_id": "file-1", "requests": REQUESTS}, "got input_file_id, requests"),
+        ({"input_file_id": "file-1", "input_path": "a.jsonl", "requests": REQUESTS}, "input_path"),
+    ],
+)
+def test_exactly_one_input(inputs: dict, named: str) -> None:
+    with pytest.raises(ValueError, match=f"exactly one of input_file_id, input_path or requests.*{named}"):
+        OpenAIBatchSubmitOperator(task_id="submit", **inputs)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"airflow_run_id": "x"}, r"keys \['airflow_run_id'\] are set by the operator"),
+        ({f"k{n}": "v" for n in range(13)}, "13 keys, but at most 12 are free"),
+        ({"k" * 65: "v"}, "is not a string of at most 64 characters"),
+        ({"key": "v" * 513}, "value of 'key' is not a string of at most 512 characters"),
+        ({"key": 3}, "value of 'key' is not a string"),
+    ],
+)
+def test_metadata_the_api_would_refuse_is_an_error_at_parse_time(metadata: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        OpenAIBatchSubmitOperator(task_id="submit", input_file_id="file-1", metadata=metadata)
+
+
+def test_templated_metadata_is_checked_at_run_time_only() -> None:
+    operator = OpenAIBatchSubmitOperator(
+        task_id="submit", input_file_id="file-1", metadata="{{ params.meta }}"
+    )
+
+    assert operator.metadata == "{{ params.meta }}"
+
+
+def test_templated_fields() -> None:
+    assert set(OpenAIBatchSubmitOperator.template_fields) >= {
+        "input_file_id",
+        "input_path",
+        "requests",
+        "endpoint",
+        "metadata",
+    }
+    assert set(OpenAIBatchResultsOperator.template_fields) >= {
+        "output_file_id",
+        "error_file_id",
+        "destination",
+    }
+
+
+def test_long_identity_values_are_hashed_within_the_limit() -> None:
+    assert _fit_value("manual__2025") == "manual__2025"
+    hashed = _fit_value("r" * 600)
+    assert hashed.startswith("sha256:")
+    assert len(hashed) <= 512
+    assert hashed == _fit_value("r" * 600) != _fit_value("r" * 601)
+
+
+def test_results_operator_needs_a_sensor_or_file_ids() -> None:
+    with DAG("results_without_sensor", schedule=None):
+        results = OpenAIBatchResultsOperator(task_id="download")
+
+    with pytest.raises(AirflowFailException, match="found 0 OpenAIBatchSensor"):
+        results._upstream_sensor()

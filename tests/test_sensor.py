@@ -1,0 +1,94 @@
+"""OpenAIBatchSensor's parts that need no running batch: the progress line, arguments, trigger events.
+
+The sensor's outcomes against real batches are tested in tests/dags/test_workflow.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+from airflow_batch_provider.models import Batch
+from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+from airflow_batch_provider.triggers.batch import format_progress
+
+NOW = 1_800_000_000.0
+
+
+def batch(status: str, created_ago: int, in_progress_ago: int | None = None, **counts: int) -> Batch:
+    fields: dict[str, Any] = {
+        "id": "batch_abc",
+        "endpoint": "/v1/chat/completions",
+        "input_file_id": "file-1",
+        "completion_window": "24h",
+        "status": status,
+        "created_at": int(NOW - created_ago),
+    }
+    if in_progress_ago is not None:
+        fields["in_progress_at"] = int(NOW - in_progress_ago)
+    if counts:
+        fields["request_counts"] = counts
+    return Batch.model_validate(fields)
+
+
+def test_progress_line_with_eta() -> None:
+    running = batch("in_progress", 2470, 2459, total=50_000, completed=12_333, failed=12)
+
+    assert format_progress(running, NOW) == (
+        "batch_abc in_progress: 12,345/50,000 done (24.7%), 12 failed, 00:41:10 elapsed, ETA 02:05:00"
+    )
+
+
+def test_progress_line_before_any_request_ran() -> None:
+    assert format_progress(batch("validating", 5), NOW) == "batch_abc validating: 00:00:05 elapsed"
+    started = batch("in_progress", 65, 60, total=10, completed=0, failed=0)
+    assert (
+        format_progress(started, NOW) == "batch_abc in_progress: 0/10 done (0.0%), 0 failed, 00:01:05 elapsed"
+    )
+
+
+def test_progress_line_of_a_finished_batch_has_no_eta() -> None:
+    done = batch("completed", 90_000, 89_000, total=3, completed=2, failed=1)
+
+    assert format_progress(done, NOW) == "batch_abc completed: 3/3 done (100.0%), 1 failed, 25:00:00 elapsed"
+
+
+def test_defaults() -> None:
+    sensor = OpenAIBatchSensor(task_id="wait", batch_id="batch_abc")
+
+    assert sensor.deferrable is True
+    assert sensor.poll_interval == sensor.poke_interval == 60
+    assert sensor.conn_id == "openai_batch_default"
+    assert (sensor.allow_partial, sensor.cancel_on_kill) == (False, True)
+    assert set(sensor.template_fields) == {"batch_id", "conn_id"}
+
+
+def test_poll_interval_sets_the_poke_interval() -> None:
+    sensor = OpenAIBatchSensor(
+        task_id="wait", batch_id="b", poll_interval=7, deferrable=False, mode="reschedule"
+    )
+
+    assert sensor.poke_interval == 7
+
+
+def test_trigger_error_event_fails_with_its_reason() -> None:
+    sensor = OpenAIBatchSensor(task_id="wait", batch_id="b")
+    event = {
+        "status": "error",
+        "batch_id": "b",
+        "message": "GET /batches/b failed with HTTP 404",
+        "batch": None,
+    }
+
+    with pytest.raises(AirflowException, match="HTTP 404"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
+
+
+def test_trigger_timeout_event_is_a_sensor_timeout() -> None:
+    sensor = OpenAIBatchSensor(task_id="wait", batch_id="b")
+    event = {"status": "timeout", "batch_id": "b", "message": "still in_progress", "batch": None}
+
+    with pytest.raises(AirflowSensorTimeout, match="still in_progress"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
