@@ -13,19 +13,17 @@ import pytest
 from airflow_batch_provider.emulator.engine import FAIL_FIELD, LocalExecutor
 from airflow_batch_provider.emulator.server import EmulatorServer
 
-API_KEY = "sk-inference-test"
 MESSAGES = [{"role": "user", "content": "Tell me about the Eiffel tower."}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(api_key=API_KEY) as server:
-        yield server
+@pytest.fixture
+def server(emulator: EmulatorServer) -> EmulatorServer:
+    return emulator
 
 
 @pytest.fixture
 def client(server: EmulatorServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0) as client:
+    with openai.OpenAI(base_url=server.base_url, api_key=server.api_key, max_retries=0) as client:
         yield client
 
 
@@ -133,7 +131,7 @@ def test_unparseable_or_streaming_requests_get_400(server: EmulatorServer, conte
     response = httpx.post(
         f"{server.base_url}/chat/completions",
         content=content,
-        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {server.api_key}", "Content-Type": "application/json"},
     )
 
     assert response.status_code == 400
