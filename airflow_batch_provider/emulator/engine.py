@@ -401,22 +401,21 @@ def _embedding(model: str, text: str, dimensions: int) -> list[float]:
     similarity; pseudo-random noise from the model and the whole text keeps every vector dense
     and distinct.
     """
-    values = [0.0] * dimensions
     words = _WORD.findall(text.lower())
-    for word in words:
-        digest = hashlib.blake2b(word.encode(), digest_size=16).digest()
-        for offset in range(0, 16, 4):
-            position = int.from_bytes(digest[offset : offset + 4], "little")
-            values[(position >> 1) % dimensions] += 1.0 if position & 1 else -1.0
     noise = array("h", hashlib.shake_256(f"{model}\n{text}".encode()).digest(2 * dimensions))
     if sys.byteorder == "big":
         noise.byteswap()
     # Uniform int16 noise has a norm of about 18918 * sqrt(dimensions); scale it to half the
     # norm of the word features (which is about 2 * sqrt(len(words))).
     scale = max(math.sqrt(len(words)), 1.0) / (18918.0 * math.sqrt(dimensions))
-    values = [value + sample * scale for value, sample in zip(values, noise, strict=True)]
-    norm = math.sqrt(math.fsum(value * value for value in values)) or 1.0
-    return [value / norm for value in values]
+    values = [sample * scale for sample in noise]
+    for word in words:
+        digest = hashlib.blake2b(word.encode(), digest_size=16).digest()
+        for offset in range(0, 16, 4):
+            position = int.from_bytes(digest[offset : offset + 4], "little")
+            values[(position >> 1) % dimensions] += 1.0 if position & 1 else -1.0
+    inverse_norm = 1.0 / (math.hypot(*values) or 1.0)
+    return [value * inverse_norm for value in values]
 
 
 def _encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
