@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
@@ -179,12 +179,19 @@ def batches_router(store: Store, worker: BatchWorker, settings: EmulatorSettings
         worker.submit(doc["id"])
         return json_response(doc)
 
-    @router.get("/{batch_id}")
-    async def retrieve_batch(batch_id: str) -> Response:
+    async def retrieve_batch(request: Request) -> Response:
+        batch_id = request.path_params["batch_id"]
         doc = store.batch_json(batch_id)
         if doc is None:
             raise batch_not_found(batch_id)
         return json_response(doc)
+
+    # The polling hot path: a plain Starlette route skips FastAPI's parameter machinery, which
+    # costs more than the SQLite read itself (about twice the throughput).
+    # (APIRouter.add_route does not apply the router's prefix.)
+    router.add_route(
+        f"{router.prefix}/{{batch_id}}", retrieve_batch, methods=["GET"], include_in_schema=False
+    )
 
     @router.post("/{batch_id}/cancel")
     async def cancel_batch(batch_id: str) -> Response:
