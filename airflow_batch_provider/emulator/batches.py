@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from airflow_batch_provider.emulator.errors import APIError, invalid_value, not_found
+from airflow_batch_provider.emulator.errors import APIError, invalid_value, json_type_name, not_found
 from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.responses import json_response, list_response, now
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -60,7 +60,8 @@ def check_metadata(metadata: dict[str, Any]) -> None:
         if not isinstance(value, str):
             raise APIError(
                 400,
-                f"Invalid type for 'metadata.{key}': expected a string, but got {_json_type(value)} instead.",
+                f"Invalid type for 'metadata.{key}': expected a string, "
+                f"but got {json_type_name(value)} instead.",
                 param=f"metadata.{key}",
                 code="invalid_type",
             )
@@ -86,7 +87,7 @@ def check_expires_after(expires_after: dict[str, Any], param: str) -> dict[str, 
         raise APIError(
             400,
             f"Invalid type for '{param}.seconds': expected an integer, "
-            f"but got {_json_type(seconds)} instead.",
+            f"but got {json_type_name(seconds)} instead.",
             param=f"{param}.seconds",
             code="invalid_type",
         )
@@ -100,22 +101,6 @@ def check_expires_after(expires_after: dict[str, Any], param: str) -> dict[str, 
             code="invalid_value",
         )
     return {"anchor": "created_at", "seconds": seconds}
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string"
 
 
 def batch_not_found(batch_id: str) -> APIError:

@@ -46,6 +46,12 @@ class APIError(Exception):
         return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
 
 
+INVALID_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
 def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> APIError:
     """400 ``invalid_value``: ``value`` is not one of ``supported``."""
     choices = ", ".join(f"'{choice}'" for choice in supported)
@@ -74,13 +80,43 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Unknown routes and wrong methods, as the live API words them."""
+    """Unknown routes and wrong methods, as the live API words them (404 for both)."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code in (404, 405):
-        message = f"Invalid URL ({request.method} {request.url.path})"
-    else:
-        message = str(exc.detail)
-    return APIError(exc.status_code, message).response(headers=exc.headers)
+        return APIError(404, f"Invalid URL ({request.method} {request.url.path})").response()
+    return APIError(exc.status_code, str(exc.detail)).response(headers=exc.headers)
+
+
+def json_type_name(value: object) -> str:
+    """How the live API names the JSON type of ``value`` in messages ("an integer", "a string")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a string"
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_attributes_type": "an object",
+}
 
 
 def _from_validation_errors(errors: Any) -> APIError:
@@ -92,23 +128,21 @@ def _from_validation_errors(errors: Any) -> APIError:
         return APIError(
             400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
         )
-    if kind == "json_invalid":
+    if kind == "json_invalid" or (param is None and isinstance(first.get("input"), (str, bytes))):
+        # A body that is not JSON (FastAPI passes it through as text without a JSON content type).
+        return APIError(400, INVALID_JSON)
+    where = f"'{param}'" if param else "the request body"
+    if kind in _EXPECTED:
         return APIError(
             400,
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-            "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
-            "not valid JSON.)",
-        )
-    if kind.endswith("_type") or kind in ("model_attributes_type", "dict_type"):
-        return APIError(
-            400,
-            f"Invalid type for '{param}': {first.get('msg', 'wrong type').lower()}.",
+            f"Invalid type for {where}: expected {_EXPECTED[kind]}, "
+            f"but got {json_type_name(first.get('input'))} instead.",
             param=param,
             code="invalid_type",
         )
     return APIError(
         400,
-        f"Invalid value for '{param}': {first.get('msg', 'invalid value')}.",
+        f"Invalid value for {where}: {first.get('msg', 'invalid value')}.",
         param=param,
         code="invalid_value",
     )

@@ -119,7 +119,8 @@ class BatchWorker:
         return event.is_set()
 
     async def _validate(self, batch_id: str, doc: Document, progress: Progress) -> None:
-        if await self._pause(batch_id, self._settings.validation_delay):
+        # Stop waiting when the window ends: a window shorter than the delay expires the batch.
+        if await self._pause(batch_id, min(self._settings.validation_delay, progress.deadline - time.time())):
             return
         if time.time() >= progress.deadline:
             self._store.update_batch(batch_id, _expire_unvalidated)

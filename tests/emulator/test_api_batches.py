@@ -261,3 +261,34 @@ def test_every_response_has_a_request_id(client: openai.OpenAI) -> None:
         assert response.headers["x-request-id"].startswith("req_"), response
         if response.is_error:
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "message"),
+    [
+        ({"method": "DELETE", "url": "batches"}, 404, "Invalid URL (DELETE /v1/batches)"),
+        ({"method": "POST", "url": "batches", "content": b"{nope"}, 400, "We could not parse the JSON body"),
+        (
+            {
+                "method": "POST",
+                "url": "batches",
+                "json": {"input_file_id": 3, "endpoint": "e", "completion_window": "24h"},
+            },
+            400,
+            "Invalid type for 'input_file_id': expected a string, but got an integer instead.",
+        ),
+        ({"method": "GET", "url": "batches", "params": {"limit": 101}}, 400, "Invalid value for 'limit'"),
+    ],
+    ids=["wrong method", "not json", "wrong type", "limit too high"],
+)
+def test_framework_errors_take_the_live_shape(
+    client: openai.OpenAI, request_args: dict[str, object], status: int, message: str
+) -> None:
+    with httpx.Client(
+        base_url=str(client.base_url), headers={"Authorization": f"Bearer {client.api_key}"}
+    ) as http:
+        response = http.request(**request_args)  # type: ignore[arg-type]
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"].startswith(message)
