@@ -49,6 +49,11 @@ def api_error(status: int, message: str, type: str = "invalid_request_error", **
     return Reply(status, {"error": {"message": message, "type": type, **extra}}, headers=headers)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # a burst of concurrent polls must not overflow the listen backlog
+
+
 @dataclass
 class Recorded:
     """One request the server received."""
@@ -73,8 +78,7 @@ class ScriptedServer:
         self.requests: list[Recorded] = []
         self._scripts: dict[tuple[str, str], deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
@@ -117,6 +121,7 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
