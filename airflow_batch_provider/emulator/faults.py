@@ -201,7 +201,7 @@ class FaultState:
         """Put ``settings`` in force (and restart the picks from its seed)."""
         self._settings = settings
         self._random = random.Random(settings.seed)
-        self._active = any(rule.count != 0 and rule.rate > 0 for rule in settings.rules)
+        self._active = _any_active(settings.rules)
 
     def clear(self) -> None:
         """Remove every rule."""
@@ -210,24 +210,30 @@ class FaultState:
     def pick(self, method: str, path: str) -> tuple[float, FaultRule | None]:
         """What to do to a request: ``(seconds of latency, the error or drop rule or None)``."""
         latency = 0.0
-        rules = list(self._settings.rules)
         chosen = None
+        rules = self._settings.rules
+        spent: dict[int, FaultRule] = {}  # rules whose count went down, by position
         for index, rule in enumerate(rules):
             if rule.count == 0 or not rule.matches(method, path):
                 continue
             if rule.rate < 1 and self._random.random() >= rule.rate:
                 continue
             if rule.count is not None:
-                rules[index] = rule.model_copy(update={"count": rule.count - 1})
+                spent[index] = rule.model_copy(update={"count": rule.count - 1})
             if rule.latency:
                 latency += rule.latency
             else:
                 chosen = rule
                 break
-        if rules != self._settings.rules:
+        if spent:
+            rules = [spent.get(index, rule) for index, rule in enumerate(rules)]
             self._settings = self._settings.model_copy(update={"rules": rules})
-            self._active = any(rule.count != 0 and rule.rate > 0 for rule in rules)
+            self._active = _any_active(rules)
         return latency, chosen
+
+
+def _any_active(rules: list[FaultRule]) -> bool:
+    return any(rule.count != 0 and rule.rate > 0 for rule in rules)
 
 
 class FaultMiddleware:
