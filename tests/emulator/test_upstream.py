@@ -187,6 +187,9 @@ def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
             answer = direct.chat.completions.create(**bodies[custom_id]).model_dump(exclude_unset=True)
             assert line["response"]["status_code"] == 200
             assert without_timestamps(line["response"]["body"]) == without_timestamps(answer)
+        # The chained emulator's synchronous endpoints go upstream too.
+        relayed = client.chat.completions.create(**bodies["ok-0"]).model_dump(exclude_unset=True)
+        assert without_timestamps(relayed) == without_timestamps(outputs["ok-0"]["response"]["body"])
         for custom_id, line in errors.items():
             response = httpx.post(
                 f"{upstream.base_url}/chat/completions",
