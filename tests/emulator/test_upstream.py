@@ -40,6 +40,15 @@ def upstream(make_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
     return make_emulator(enable_admin=True)
 
 
+COUNTER = 1_000
+
+
+def answered(server: EmulatorServer) -> int:
+    """How many requests a ``...:latency=0.001:count=COUNTER`` rule of ``server`` has seen."""
+    shown = httpx.get(f"{server.url}{ADMIN_PATH}", headers={"Authorization": f"Bearer {server.api_key}"})
+    return COUNTER - shown.json()["rules"][0]["count"]
+
+
 def set_faults(server: EmulatorServer, *specs: str) -> None:
     settings = FaultSettings(rules=[parse_cli_fault(spec) for spec in specs])
     httpx.put(
@@ -149,8 +158,9 @@ def lines(client: openai.OpenAI, file_id: str | None) -> dict[str, dict]:
 def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
     make_emulator: Callable[..., EmulatorServer],
 ):
-    upstream = make_emulator()
+    upstream = make_emulator(enable_admin=True)
     chained = make_emulator(upstream_url=upstream.base_url, upstream_api_key=upstream.api_key)
+    set_faults(upstream, f"POST /v1/chat/completions:latency=0.001:count={COUNTER}")  # counts calls
     bodies = {
         **{
             f"ok-{index}": {**CHAT, "messages": [{"role": "user", "content": f"Question {index}?"}]}
@@ -177,6 +187,7 @@ def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
         )
         batch = wait_until_done(client, created.id)
 
+        assert answered(upstream) == len(bodies) + 2  # every line went upstream; the 500 was retried twice
         assert batch.status == "completed"
         assert batch.request_counts is not None
         assert (batch.request_counts.completed, batch.request_counts.failed) == (8, 2)
@@ -188,7 +199,9 @@ def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
             assert line["response"]["status_code"] == 200
             assert without_timestamps(line["response"]["body"]) == without_timestamps(answer)
         # The chained emulator's synchronous endpoints go upstream too.
+        before = answered(upstream)
         relayed = client.chat.completions.create(**bodies["ok-0"]).model_dump(exclude_unset=True)
+        assert answered(upstream) == before + 1
         assert without_timestamps(relayed) == without_timestamps(outputs["ok-0"]["response"]["body"])
         for custom_id, line in errors.items():
             response = httpx.post(
