@@ -135,7 +135,7 @@ class FaultSpecError(argparse.ArgumentTypeError, ValueError):
 
 
 _METHOD = re.compile(r"^(?:(?P<method>[A-Za-z]+|\*)\s+)?(?P<rest>\S.*)$")
-_OPTIONS = {"rate": float, "count": int, "retry_after": float}
+_OPTIONS = frozenset({"rate", "count", "retry_after"})
 
 
 def parse_cli_fault(spec: str) -> FaultRule:
