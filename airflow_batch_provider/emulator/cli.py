@@ -22,40 +22,40 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments; defaults come from :class:`EmulatorSettings`."""
     defaults = EmulatorSettings()
     parser = argparse.ArgumentParser(
-        prog="openai-batch-emulator",
-        description="A local emulator of the OpenAI Files and Batch APIs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="openai-batch-emulator", description="A local emulator of the OpenAI Files and Batch APIs."
     )
     serve = parser.add_argument_group("serving")
-    serve.add_argument("--host", default=defaults.host, help="interface to bind")
-    serve.add_argument("--port", type=int, default=defaults.port, help="TCP port; 0 picks a free one")
+    serve.add_argument("--host", default=defaults.host, help="interface to bind (default: %(default)s)")
     serve.add_argument(
-        "--data-dir", type=Path, default=None, help="state directory (default: a new temporary directory)"
+        "--port", type=int, default=defaults.port, help="TCP port; 0 picks a free one (default: %(default)s)"
     )
-    serve.add_argument("--api-key", default=None, help="the only key accepted (default: any, or none)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--data-dir", type=Path, help="directory of the state (default: a new temporary one)")
+    serve.add_argument("--api-key", help="the only API key accepted (default: none needed)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
     processing = parser.add_argument_group("processing")
+    for flag, default, text in (
+        ("--completion-window-seconds", defaults.completion_window_seconds, 'what the "24h" window lasts'),
+        ("--validation-delay", defaults.validation_delay, "how long a batch validates"),
+        ("--request-delay", defaults.request_delay, "how long each request takes"),
+        ("--finalizing-delay", defaults.finalizing_delay, "how long a batch finalizes"),
+        ("--cancel-delay", defaults.cancel_delay, "how long a batch stays cancelling"),
+    ):
+        processing.add_argument(
+            flag, type=float, default=default, help=f"{text}, in seconds (default: %(default)s)"
+        )
     processing.add_argument(
-        "--completion-window-seconds",
-        type=float,
-        default=defaults.completion_window_seconds,
-        help='what the "24h" completion window lasts, in seconds',
+        "--concurrency",
+        type=int,
+        default=defaults.concurrency,
+        help="requests of one batch executed at once (default: %(default)s)",
     )
-    processing.add_argument(
-        "--validation-delay", type=float, default=defaults.validation_delay, help="seconds"
-    )
-    processing.add_argument(
-        "--request-delay", type=float, default=defaults.request_delay, help="seconds per request"
-    )
-    processing.add_argument(
-        "--concurrency", type=int, default=defaults.concurrency, help="requests of a batch run at once"
-    )
-    processing.add_argument(
-        "--finalizing-delay", type=float, default=defaults.finalizing_delay, help="seconds"
-    )
-    processing.add_argument("--cancel-delay", type=float, default=defaults.cancel_delay, help="seconds")
 
     faults = parser.add_argument_group("faults")
     faults.add_argument(
@@ -68,14 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject a fault, '[METHOD ]PATH:ACTION[:OPTION=VALUE]...', "
         "e.g. 'GET /v1/batches/*:429:rate=0.5' (repeatable)",
     )
-    faults.add_argument("--fault-seed", type=int, default=None, help="seed for the faults' random picks")
+    faults.add_argument("--fault-seed", type=int, help="seed for the faults' random picks")
     faults.add_argument(
-        "--enable-admin", action="store_true", help="serve /_emulator/faults to change faults at runtime"
+        "--enable-admin", action="store_true", help="serve /_emulator/faults to change faults"
     )
 
     upstream = parser.add_argument_group("upstream")
-    upstream.add_argument("--upstream", default=None, metavar="URL", help="run requests on this API instead")
-    upstream.add_argument("--upstream-api-key", default=None, help="the key sent to --upstream")
+    upstream.add_argument(
+        "--upstream", metavar="URL", help="execute requests on this OpenAI-compatible API root instead"
+    )
+    upstream.add_argument("--upstream-api-key", help="the API key sent to --upstream")
     return parser
 
 

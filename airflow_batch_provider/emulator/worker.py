@@ -158,7 +158,10 @@ class BatchWorker:
         expired = False
         try:
             while True:
-                while len(pending) < self._settings.concurrency and (request := next(requests, None)):
+                while (
+                    len(pending) < self._settings.concurrency
+                    and (request := next(requests, None)) is not None
+                ):
                     pending.append((request, asyncio.create_task(self._call(request))))
                 if not pending:
                     break

@@ -26,6 +26,9 @@ def process() -> EmulatorProcess:
 def test_batch_continues_after_a_restart_without_loss_or_duplicates(
     process: EmulatorProcess, kill: bool
 ) -> None:
+    assert process.base_url == f"http://127.0.0.1:{process.port}/v1"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=process.base_url, api_key="sk-other", max_retries=0).batches.list()
     client = client_for(process)
     created = submit(client, [chat_line(f"r{i:03d}") for i in range(TOTAL)])
     before = wait_for(
@@ -87,10 +90,3 @@ def test_concurrent_clients(emulator) -> None:  # type: ignore[no-untyped-def]
     assert set(created) <= listed
     for batch_id in created:
         assert wait_for(client, batch_id).status in ("completed", "cancelled")
-
-
-def test_process_prints_its_url_and_serves(process: EmulatorProcess) -> None:
-    assert process.base_url == f"http://127.0.0.1:{process.port}/v1"
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=process.base_url, api_key="sk-other", max_retries=0).batches.list()
-    assert client_for(process).batches.list().data == []
