@@ -113,7 +113,7 @@ def api_error(
         message += f": {server_message}"
     advice = _advice(settings, status_code)
     if advice:
-        message += f". {advice}"
+        message = f"{message.rstrip('.')}. {advice}"
     if retry_after is not None:
         message += f" (the server asked to wait {retry_after:g} s)"
     if not message.endswith((".", "!", "?")):
