@@ -85,6 +85,29 @@ class Execution:
     body: JSON
     usage: JSON | None = None
 
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer (its line goes to the output file, not the error file)."""
+        return 200 <= self.status_code < 300
+
+    @property
+    def input_tokens(self) -> int:
+        """Input tokens of :attr:`usage`, whichever shape the endpoint uses (0 without usage)."""
+        return _token_count(self.usage, "input_tokens", "prompt_tokens")
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens of :attr:`usage`, whichever shape the endpoint uses (0 without usage)."""
+        return _token_count(self.usage, "output_tokens", "completion_tokens")
+
+
+def _token_count(usage: JSON | None, *names: str) -> int:
+    for name in names:
+        value = (usage or {}).get(name)
+        if isinstance(value, int):
+            return value
+    return 0
+
 
 class Executor(Protocol):
     """Executes one request of a batch; never raises for a bad request or a failed server."""

@@ -331,3 +331,15 @@ def test_make_executor_picks_local_or_upstream():
     assert isinstance(upstream, UpstreamExecutor)
     assert upstream.target("/v1/embeddings") == "http://127.0.0.1:9/v1/embeddings"
     assert "sk-upstream-secret" not in repr(upstream)
+
+
+@pytest.mark.parametrize(("url", "body", "sdk_type"), VALID, ids=[case[0] for case in VALID])
+def test_token_counts_whatever_the_usage_shape(url: str, body: dict, sdk_type: type[BaseModel]):
+    execution = execute(url, body)
+    usage = execution.usage or {}
+
+    assert execution.ok
+    assert execution.input_tokens == usage.get("input_tokens", usage.get("prompt_tokens", 0))
+    assert execution.output_tokens == usage.get("output_tokens", usage.get("completion_tokens", 0))
+    assert (execution.input_tokens > 0) == (url != "/v1/moderations")
+    assert not execute(url, {}).ok
