@@ -18,7 +18,7 @@ import time
 from collections import deque
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.emulator.engine import Execution, Executor
@@ -26,7 +26,7 @@ from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.responses import now
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Document, Progress, Store
-from airflow_batch_provider.models import BatchError, BatchRequest
+from airflow_batch_provider.models import BatchError, BatchRequest, BatchUsage
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class BatchWorker:
             jsonl.iter_requests(self._store.file_path(doc["input_file_id"])), progress.done, None
         )
         pending: deque[tuple[BatchRequest, asyncio.Task[Execution]]] = deque()
-        expired = False
+        outcome = "stopped"  # until the loop ends otherwise: a shutdown or an error
         try:
             while True:
                 while (
@@ -164,6 +164,7 @@ class BatchWorker:
                 ):
                     pending.append((request, asyncio.create_task(self._call(request))))
                 if not pending:
+                    outcome = "done"
                     break
                 request, call = pending[0]
                 if not call.done():
@@ -172,9 +173,10 @@ class BatchWorker:
                         {call, cancel_waiter}, timeout=max(remaining, 0), return_when="FIRST_COMPLETED"
                     )
                 if cancelled.is_set():
-                    return
+                    outcome = "cancelled"
+                    break
                 if not call.done():
-                    expired = True
+                    outcome = "expired"
                     break
                 pending.popleft()
                 run.record(request, call.result())
@@ -182,9 +184,9 @@ class BatchWorker:
             cancel_waiter.cancel()
             for _, call in pending:
                 call.cancel()
-            run.checkpoint(finished=not expired and not cancelled.is_set() and not pending)
+            run.checkpoint(finished=outcome == "done")
             run.close()
-        if expired:
+        if outcome == "expired":
             # The window passed: every request not done yet becomes a "batch_expired" error line.
             run.expire([*(request for request, _ in pending), *requests])
 
@@ -227,14 +229,13 @@ class _Run:
         counts = doc["request_counts"]
         self.completed: int = counts["completed"]
         self.failed: int = counts["failed"]
-        self.usage = _Usage.from_doc(doc.get("usage"))
+        self.usage = BatchUsage.model_validate(doc.get("usage") or {})
         self.output = _open_at(store.file_path(progress.output_file_id), progress.output_bytes)
         self.errors = _open_at(store.file_path(progress.error_file_id), progress.error_bytes)
         self.unsaved = 0
         self.saved_at = time.monotonic()
 
     def record(self, request: BatchRequest, execution: Execution) -> None:
-        ok = 200 <= execution.status_code < 300
         line = {
             "id": new_id("batch_req_"),
             "custom_id": request.custom_id,
@@ -245,10 +246,10 @@ class _Run:
             },
             "error": None,
         }
-        (self.output if ok else self.errors).write(_jsonl(line))
-        if ok:
+        (self.output if execution.ok else self.errors).write(_jsonl(line))
+        if execution.ok:
             self.completed += 1
-            self.usage.add(execution.usage)
+            _add_usage(self.usage, execution)
         else:
             self.failed += 1
         self.progress.done += 1
@@ -267,7 +268,7 @@ class _Run:
 
         def save(doc: Document, progress: Progress) -> None:
             doc["request_counts"].update(completed=self.completed, failed=self.failed)
-            doc["usage"] = self.usage.as_doc()
+            doc["usage"] = self.usage.model_dump(mode="json")
             progress.done, progress.output_bytes, progress.error_bytes = done, output_bytes, error_bytes
             if finished and doc["status"] == "in_progress":
                 doc.update(status="finalizing", finalizing_at=now())
@@ -306,52 +307,19 @@ class _Run:
         self.errors.close()
 
 
-class _Usage:
-    """Token usage summed over a batch's successful requests, whatever each endpoint calls it."""
-
-    def __init__(self, input: int = 0, cached: int = 0, output: int = 0, reasoning: int = 0, total: int = 0):
-        self.input, self.cached, self.output, self.reasoning, self.total = (
-            input,
-            cached,
-            output,
-            reasoning,
-            total,
-        )
-
-    @classmethod
-    def from_doc(cls, doc: Document | None) -> _Usage:
-        if not doc:
-            return cls()
-        return cls(
-            doc.get("input_tokens", 0),
-            (doc.get("input_tokens_details") or {}).get("cached_tokens", 0),
-            doc.get("output_tokens", 0),
-            (doc.get("output_tokens_details") or {}).get("reasoning_tokens", 0),
-            doc.get("total_tokens", 0),
-        )
-
-    def add(self, usage: dict[str, Any] | None) -> None:
-        if not usage:
-            return
-        # /v1/responses says input/output; chat, completions and embeddings say prompt/completion.
-        input_tokens = usage.get("input_tokens", usage.get("prompt_tokens", 0)) or 0
-        output_tokens = usage.get("output_tokens", usage.get("completion_tokens", 0)) or 0
-        input_details = usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}
-        output_details = usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}
-        self.input += input_tokens
-        self.output += output_tokens
-        self.total += usage.get("total_tokens", input_tokens + output_tokens) or 0
-        self.cached += input_details.get("cached_tokens", 0) or 0
-        self.reasoning += output_details.get("reasoning_tokens", 0) or 0
-
-    def as_doc(self) -> Document:
-        return {
-            "input_tokens": self.input,
-            "input_tokens_details": {"cached_tokens": self.cached},
-            "output_tokens": self.output,
-            "output_tokens_details": {"reasoning_tokens": self.reasoning},
-            "total_tokens": self.total,
-        }
+def _add_usage(usage: BatchUsage, execution: Execution) -> None:
+    """Add one answer's usage, in whatever shape its endpoint uses, to a batch's ``usage``."""
+    if not execution.usage:
+        return
+    raw = execution.usage
+    # /v1/responses says input/output; chat, completions and embeddings say prompt/completion.
+    input_details = raw.get("input_tokens_details") or raw.get("prompt_tokens_details") or {}
+    output_details = raw.get("output_tokens_details") or raw.get("completion_tokens_details") or {}
+    usage.input_tokens += execution.input_tokens
+    usage.output_tokens += execution.output_tokens
+    usage.total_tokens += raw.get("total_tokens") or execution.input_tokens + execution.output_tokens
+    usage.input_tokens_details.cached_tokens += input_details.get("cached_tokens") or 0
+    usage.output_tokens_details.reasoning_tokens += output_details.get("reasoning_tokens") or 0
 
 
 def _inspect_input(path: Path, endpoint: str) -> tuple[list[BatchError], int, str | None]:
