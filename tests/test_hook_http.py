@@ -426,3 +426,19 @@ def test_a_failed_download_leaves_no_temporary_file(server, hook, tmp_path):
     with pytest.raises(OpenAIBatchAPIError, match="404"):
         hook.download_file("gone", tmp_path / "out.jsonl")
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_upload_of_a_path_under_another_name(server, hook, tmp_path):
+    server.script("POST", "/files", Reply(json=file_json()))
+    source = tmp_path / "tmp123"
+    source.write_bytes(b"{}\n")
+
+    hook.upload_file(source, purpose="batch", filename="renamed.jsonl")
+
+    assert parse_form(server.received()[0])["file"] == ("renamed.jsonl", b"{}\n")
+
+
+def test_a_download_into_a_missing_directory_says_so(server, hook, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no directory"):
+        hook.download_file("file-out", tmp_path / "missing" / "out.jsonl")
+    assert server.received() == []

@@ -151,6 +151,14 @@ def unreachable_error(settings: ConnectionSettings, action: str, exc: BaseExcept
     )
 
 
+def interrupted_error(settings: ConnectionSettings, action: str, exc: BaseException) -> OpenAIBatchAPIError:
+    """The error for an answer whose body was cut off (connection dropped mid-answer)."""
+    return OpenAIBatchAPIError(
+        f"{action}: the answer from {settings.base_url} was cut off ({describe_transport_error(exc)}). "
+        "Nothing partial was kept; retry later."
+    )
+
+
 def describe_transport_error(exc: BaseException) -> str:
     """A short reason for a transport failure, e.g. ``Connection refused`` or ``timed out``.
 

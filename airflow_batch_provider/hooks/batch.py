@@ -28,6 +28,7 @@ from airflow_batch_provider.hooks._http import (
     RetryPolicy,
     TransientError,
     check_answer,
+    interrupted_error,
     unreachable_error,
 )
 from airflow_batch_provider.hooks._multipart import CHUNK_SIZE, MultipartFileBody
@@ -112,6 +113,8 @@ class OpenAIBatchHook(BaseHook):
 
     async def aget_settings(self) -> ConnectionSettings:
         """The connection, read once without blocking the event loop."""
+        if self._async_settings is None and "settings" in self.__dict__:
+            self._async_settings = self.settings
         if self._async_settings is None:
             try:
                 from airflow.providers.common.compat.connection import (
@@ -185,7 +188,8 @@ class OpenAIBatchHook(BaseHook):
 
             def attempt() -> FileObject:
                 with path.open("rb") as stream:
-                    return self._upload(stream, os.fstat(stream.fileno()).st_size, purpose, path.name)
+                    size = os.fstat(stream.fileno()).st_size
+                    return self._upload(stream, size, purpose, filename or path.name)
 
             return self.retry_policy.call(attempt, self.log)
 
@@ -222,6 +226,9 @@ class OpenAIBatchHook(BaseHook):
         :param output_expires_after: seconds after creation when the output and error files
             expire, or an ``{"anchor": "created_at", "seconds": n}`` mapping (default: the
             API's retention).
+
+        Like every call this one is retried after a timeout or a 5xx, as the official SDK
+        does; a batch created by a try whose answer was lost can be found by its metadata.
         """
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
@@ -277,6 +284,8 @@ class OpenAIBatchHook(BaseHook):
         target = Path(dest)
         if target.is_dir():
             target = target / f"{file_id}.jsonl"
+        if not target.parent.is_dir():
+            raise FileNotFoundError(f"Cannot download {file_id} to {target}: no directory {target.parent}")
         action = f"GET /files/{file_id}/content"
 
         def attempt() -> Path:
@@ -339,7 +348,9 @@ class OpenAIBatchHook(BaseHook):
         """Turn a request that got no (complete) answer into a retryable error."""
         try:
             yield
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise TransientError(interrupted_error(self.settings, action, exc)) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(unreachable_error(self.settings, action, exc)) from exc
         except requests.RequestException as exc:
             raise OpenAIBatchAPIError(
