@@ -175,3 +175,42 @@ def test_output_lines_are_json_with_the_live_keys(client: openai.OpenAI) -> None
     raw = client.files.content(str(batch.output_file_id)).text
     assert raw.endswith("\n")
     assert list(json.loads(raw)) == ["id", "custom_id", "response", "error"]
+
+
+def _embedding_line(custom_id: str, inputs: object) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": "text-embedding-3-small", "input": inputs},
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "endpoint", "code"),
+    [
+        (b'{"custom_id": "\xff"}\n', "/v1/chat/completions", ProblemCode.INVALID_ENCODING),
+        (
+            json.dumps(_embedding_line("e", ["x"] * 50_001)).encode() + b"\n",
+            "/v1/embeddings",
+            ProblemCode.TOO_MANY_EMBEDDING_INPUTS,
+        ),
+        (
+            b"".join(json.dumps(_embedding_line(str(i), "x")).encode() + b"\n" for i in range(50_001)),
+            "/v1/embeddings",
+            ProblemCode.TOO_MANY_TASKS,
+        ),
+    ],
+    ids=["not utf-8", "too many embedding inputs", "too many requests"],
+)
+def test_file_wide_limits_fail_the_batch(
+    client: openai.OpenAI, content: bytes, endpoint: str, code: ProblemCode
+) -> None:
+    file = client.files.create(file=("requests.jsonl", content), purpose="batch")
+    created = client.batches.create(input_file_id=file.id, endpoint=endpoint, completion_window="24h")  # type: ignore[arg-type]
+
+    batch = wait_for(client, created.id)
+
+    assert batch.status == "failed"
+    assert batch.errors is not None
+    assert code.value in {error.code for error in batch.errors.data or []}
