@@ -17,6 +17,7 @@ import python_multipart
 from hook_server import Reply, ScriptedServer, api_error, batch_json, file_json, set_connection
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
+from airflow_batch_provider.hooks._multipart import CHUNK_SIZE, MultipartFileBody
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import BatchStatus
 
@@ -348,6 +349,20 @@ def test_upload_streams_a_path_with_content_length(server, hook, tmp_path):
         "purpose": (None, b"batch"),
         "file": ("requests.jsonl", source.read_bytes()),
     }
+
+
+def test_the_multipart_body_reads_the_file_as_it_is_sent():
+    content = os.urandom(3 * CHUNK_SIZE + 5)
+    stream = io.BytesIO(content)
+    body = MultipartFileBody({"purpose": "batch"}, stream, len(content), "big.jsonl")
+
+    chunks = iter(body)
+    sent = [next(chunks), next(chunks)]  # the form head, then the first piece of the file
+    assert stream.tell() == CHUNK_SIZE  # nothing read ahead
+
+    sent.extend(chunks)
+    assert max(len(chunk) for chunk in sent) <= CHUNK_SIZE
+    assert len(body) == len(b"".join(sent))
 
 
 def test_upload_of_a_file_object_is_resent_whole_after_a_500(server, hook):
