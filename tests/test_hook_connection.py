@@ -81,6 +81,19 @@ def test_a_bare_host_from_a_connection_uri(monkeypatch):
     assert settings.base_url == "http://127.0.0.1:8123/v1"
 
 
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("http://127.0.0.1", 8000, "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:9000/v1/", 8000, "http://127.0.0.1:9000/v1"),
+        ("gw.example/openai/v1", None, "https://gw.example/openai/v1"),
+        ("localhost", 8000, "http://localhost:8000/v1"),
+    ],
+)
+def test_host_and_port_make_the_base_url(monkeypatch, host, port, expected):
+    assert settings_of(monkeypatch, conn_type="openai_batch", host=host, port=port).base_url == expected
+
+
 def test_prefixed_extras_of_old_forms_are_read(monkeypatch):
     settings = settings_of(monkeypatch, conn_type="openai_batch", extra={"extra__openai_batch__project": "p"})
     assert settings.project == "p"

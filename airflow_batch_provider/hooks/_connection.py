@@ -190,6 +190,9 @@ def _base_url(host: str | None, port: int | None) -> str:
         return DEFAULT_BASE_URL
     host = host.strip().rstrip("/")
     if "://" in host:
+        url = urlsplit(host)
+        if port and url.port is None:  # the port given in its own field
+            return url._replace(netloc=f"{url.netloc}:{port}").geturl()
         return host
     # A bare host, as the URI form of a connection stores it: assume the usual /v1 path.
     netloc, _, path = host.partition("/")

@@ -222,7 +222,10 @@ def _advice(settings: ConnectionSettings, status_code: int) -> str | None:
     if status_code == 403:
         return f"Check that the API key of connection {conn} may use this organization, project and API"
     if status_code == 404:
-        return f"Check the id, and the Base URL of connection {conn} ({settings.base_url})"
+        return (
+            f"Check the id, and the Base URL of connection {conn} ({settings.base_url}; "
+            "it usually ends in /v1)"
+        )
     if status_code == 429:
         return "The server is rate limiting: run fewer requests at once, or retry later"
     if status_code >= 500:

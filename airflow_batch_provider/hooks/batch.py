@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -289,6 +290,7 @@ class OpenAIBatchHook(BaseHook):
         action = f"GET /files/{file_id}/content"
 
         def attempt() -> Path:
+            started = time.monotonic()
             with self._send("GET", f"/files/{_segment(file_id)}/content", stream=True) as response:
                 expected = response.headers.get("content-length")
                 with _atomic_writer(target) as out, self._transport_errors(action):
@@ -302,6 +304,10 @@ class OpenAIBatchHook(BaseHook):
                                 "Nothing was written; try again."
                             )
                         )
+            self.log.info(
+                "Downloaded %s (%d bytes) to %s in %.1f s", file_id, received, target,
+                time.monotonic() - started,
+            )  # fmt: skip
             return target
 
         return self.retry_policy.call(attempt, self.log)
@@ -380,13 +386,19 @@ class OpenAIBatchHook(BaseHook):
 
     def _upload(self, stream: IO[bytes], size: int | None, purpose: str, filename: str) -> FileObject:
         body = MultipartFileBody({"purpose": purpose}, stream, size, filename)
+        started = time.monotonic()
         with self._send(
             "POST",
             "/files",
             data=body if body.length is not None else iter(body),
             headers={"Content-Type": body.content_type},
         ) as response:
-            return _parse(FileObject, response.content, "POST /files", self.settings)
+            uploaded = _parse(FileObject, response.content, "POST /files", self.settings)
+        self.log.info(
+            "Uploaded %s (%s bytes) as %s in %.1f s", filename, uploaded.bytes, uploaded.id,
+            time.monotonic() - started,
+        )  # fmt: skip
+        return uploaded
 
     async def _acall(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
         settings = await self.aget_settings()
