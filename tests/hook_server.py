@@ -72,10 +72,13 @@ class ScriptedServer:
 
     ``base_url`` ends in ``/v1``; routes are given without it (``"GET", "/batches/b1"``).
     An unscripted route answers 404 in the API's error shape.
+    ``max_in_flight`` is the most requests it was answering at once.
     """
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
         self._scripts: dict[tuple[str, str], deque[Reply]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
@@ -154,7 +157,15 @@ class ScriptedServer:
                             time.monotonic(),
                         )
                     )
-                reply = server._next_reply(self.command, path)
+                    server._in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server._in_flight)
+                try:
+                    self._reply(server._next_reply(self.command, path))
+                finally:
+                    with server._lock:
+                        server._in_flight -= 1
+
+            def _reply(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.payload()
