@@ -112,6 +112,12 @@ def page_router(store: Store) -> APIRouter:
             ("Input file", _file_link(batch["input_file_id"])),
             ("Output file", _file_link(batch.get("output_file_id"))),
             ("Error file", _file_link(batch.get("error_file_id"))),
+            (
+                "Metadata",
+                "<br>".join(
+                    f"{escape(k)}: {escape(str(v))}" for k, v in (batch.get("metadata") or {}).items()
+                ),
+            ),
         ]
         facts += [
             (name.replace("_", " ").capitalize(), _time(batch.get(name)))
