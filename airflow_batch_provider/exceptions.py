@@ -1,4 +1,8 @@
-"""Exceptions raised by the provider."""
+"""Exceptions raised by the provider.
+
+They do not derive from ``AirflowException`` (Airflow 3 tasks may raise any exception), so that
+the emulator and the JSONL tools import them without importing Airflow.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,8 @@ from collections.abc import Sequence
 
 from airflow_batch_provider.models import BatchError
 
-try:
-    from airflow.exceptions import AirflowException
-except ImportError:  # pragma: no cover - the emulator can run without Airflow
-    AirflowException = Exception  # type: ignore[misc,assignment]
 
-
-class OpenAIBatchAPIError(AirflowException):
+class OpenAIBatchAPIError(Exception):
     """The API answered with an error, or could not be reached.
 
     :param message: what went wrong and what to do about it.
@@ -22,10 +21,6 @@ class OpenAIBatchAPIError(AirflowException):
     :param param: the parameter the error is about, if any.
     :param request_id: the ``x-request-id`` header, to quote to the API's support.
     """
-
-    # AirflowException declares ``status_code`` as an HTTPStatus for its REST API; here it is the
-    # status the OpenAI-compatible API answered with, or None when no answer came.
-    status_code: int | None  # type: ignore[assignment]
 
     def __init__(
         self,
