@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -22,6 +23,43 @@ EVENT_TIMEOUT = "timeout"
 
 #: How long ``on_kill`` may spend cancelling; the triggerer's own bound is 30 s by default.
 CANCEL_TIMEOUT = 20.0
+#: How long the triggers of one event loop share a hook (and the connection it read) before
+#: the next poll reads the connection again, picking up a rotated key.
+SHARED_HOOK_SECONDS = 300.0
+
+# The hooks the triggers of each event loop share, by connection id: a triggerer starting a
+# thousand triggers reads each connection once, not a thousand times in one loop iteration.
+# An entry holds the time it was made and the hook, or the future reading its connection.
+_SharedHooks = dict[str, tuple[float, "OpenAIBatchHook | asyncio.Future[OpenAIBatchHook]"]]
+_shared_hooks: WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedHooks] = WeakKeyDictionary()
+
+
+async def _connected_hook(conn_id: str) -> OpenAIBatchHook:
+    hook = OpenAIBatchHook(conn_id=conn_id)
+    await hook.aget_settings()
+    return hook
+
+
+async def shared_hook(conn_id: str) -> OpenAIBatchHook:
+    """The hook the running loop's triggers share for ``conn_id``, its connection already read.
+
+    The connection is read again once the hook is ``SHARED_HOOK_SECONDS`` old.
+    """
+    hooks = _shared_hooks.setdefault(asyncio.get_running_loop(), {})
+    created, entry = hooks.get(conn_id, (0.0, None))
+    if isinstance(entry, OpenAIBatchHook) and time.monotonic() - created < SHARED_HOOK_SECONDS:
+        return entry
+    if not isinstance(entry, asyncio.Future):
+        created, entry = hooks[conn_id] = (time.monotonic(), asyncio.ensure_future(_connected_hook(conn_id)))
+    try:
+        hook = await asyncio.shield(entry)
+    except BaseException:
+        if entry.done() and hooks.get(conn_id, (0.0, None))[1] is entry:
+            del hooks[conn_id]  # the reading failed: the next call reads again
+        raise
+    # Keep the hook, not the future: a future would keep the loop (the weak key) alive.
+    hooks[conn_id] = (created, hook)
+    return hook
 
 
 def is_transient(error: OpenAIBatchAPIError) -> bool:
@@ -107,9 +145,6 @@ class OpenAIBatchTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> OpenAIBatchHook:
-        return OpenAIBatchHook(conn_id=self.conn_id)
-
     def _event(self, status: str, message: str, batch: Batch | None) -> TriggerEvent:
         return TriggerEvent(
             {
@@ -121,11 +156,17 @@ class OpenAIBatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = self._hook()
         batch: Batch | None = None
         # After a transient error the next read comes sooner, doubling up to poll_interval.
         retry_delay = min(1.0, self.poll_interval)
         while True:
+            try:
+                hook = await shared_hook(self.conn_id)
+            except Exception as error:  # no such connection, or one the hook cannot use
+                yield self._event(EVENT_ERROR, f"Cannot use connection {self.conn_id!r}: {error}", batch)
+                return
+            # Polls start every poll_interval, however long a read waits for its turn.
+            poll_started = time.monotonic()
             try:
                 batch = await hook.aget_batch(self.batch_id)
             except OpenAIBatchAPIError as error:
@@ -142,7 +183,7 @@ class OpenAIBatchTrigger(BaseTrigger):
                 if batch.status.is_terminal:
                     yield self._event(EVENT_TERMINAL, f"Batch {self.batch_id} is {batch.status}.", batch)
                     return
-                delay = self.poll_interval
+                delay = max(0.0, poll_started + self.poll_interval - time.monotonic())
                 retry_delay = min(1.0, self.poll_interval)
 
             if self.deadline is not None:
@@ -163,7 +204,8 @@ class OpenAIBatchTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         try:
-            batch = await asyncio.wait_for(self._hook().acancel_batch(self.batch_id), CANCEL_TIMEOUT)
+            hook = await shared_hook(self.conn_id)
+            batch = await asyncio.wait_for(hook.acancel_batch(self.batch_id), CANCEL_TIMEOUT)
         except (OpenAIBatchAPIError, asyncio.TimeoutError) as error:
             # 409: the batch ended before the cancel arrived; nothing left to stop.
             self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
