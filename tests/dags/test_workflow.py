@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,3 +303,47 @@ def test_poke_and_reschedule_modes(run_dag, make_emulator, emulator_conn, assert
     assert result.xcom("poke") == result.xcom("reschedule") is not None
     assert " in_progress: " in result.output
     assert_no_secret(result, server)
+
+
+def test_object_storage_input_and_destination(
+    run_dag, emulator, emulator_conn, assert_no_secret, tmp_path: Path
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    emulator_conn(emulator)
+    source = ObjectStoragePath(f"file://{tmp_path}/in/requests.jsonl")
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("".join(json.dumps(chat(f"r{n}")) + "\n" for n in range(3)))
+    with DAG("wf_object_storage", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", input_path=source)
+        wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+        wait >> OpenAIBatchResultsOperator(task_id="download", destination=f"file://{tmp_path}/out")
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    summary = result.xcom("download")
+    output = tmp_path / "out" / f"{result.xcom('wait')}.jsonl"
+    assert summary["output_path"] == str(output)
+    assert len(output.read_text().splitlines()) == summary["succeeded"] == 3
+    assert_no_secret(result, emulator)
+
+
+def test_results_that_disagree_with_the_counts_fail(
+    run_dag, emulator, emulator_conn, assert_no_secret
+) -> None:
+    emulator_conn(emulator)
+    with DAG("wf_count_check", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat("a"), chat("b")])
+        wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+        OpenAIBatchResultsOperator(
+            task_id="download",
+            output_file_id=wait.output,
+            request_counts={"total": 3, "completed": 3, "failed": 0},  # one line more than the file
+        )
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "success", "wait": "success", "download": "failed"}
+    assert "2 succeeded line(s), 3 completed request(s)" in result.output
+    assert_no_secret(result, emulator)
