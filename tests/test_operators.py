@@ -83,3 +83,24 @@ def test_results_operator_needs_a_sensor_or_file_ids() -> None:
 
     with pytest.raises(AirflowFailException, match="found 0 OpenAIBatchSensor"):
         results._upstream_sensor()
+
+
+def test_on_kill_cancels_the_batch_the_task_created(make_emulator, emulator_conn, tmp_path) -> None:
+    from airflow_batch_provider import jsonl
+    from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+
+    emulator_conn(make_emulator(request_delay=2, concurrency=1))
+    hook = OpenAIBatchHook()
+    request = {
+        **REQUESTS[0],
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    }
+    jsonl.write_requests([request], tmp_path / "in.jsonl")
+    batch = hook.create_batch(hook.upload_file(tmp_path / "in.jsonl").id, "/v1/chat/completions")
+    operator = OpenAIBatchSubmitOperator(task_id="submit", input_file_id=batch.input_file_id)
+    operator.on_kill()  # killed before it created anything: nothing to cancel
+    operator.batch_id = batch.id  # what execute() records once the batch exists
+
+    operator.on_kill()
+
+    assert hook.get_batch(batch.id).status in ("cancelling", "cancelled")
