@@ -46,7 +46,9 @@ def _run_xcoms() -> tuple[str, dict[tuple[str, str], Any]]:
         dag_run = session.scalars(
             select(DagRun).where(DagRun.dag_id == DAG_ID).order_by(DagRun.id.desc()).limit(1)
         ).one()
-        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=DAG_ID)).all()
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id)
+        ).all()
         return str(dag_run.state), {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
 
 

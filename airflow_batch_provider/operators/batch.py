@@ -108,7 +108,8 @@ class OpenAIBatchSubmitOperator(BaseOperator):
     :param input_path: a local JSONL file, or an ``ObjectStoragePath`` or URI (``s3://...``,
         read through Airflow's object storage) (templated).
     :param requests: the requests themselves: dicts or :class:`BatchRequest` objects, e.g.
-        the output of an upstream ``@task`` (templated).
+        the output of an upstream ``@task`` (templated). Pass large request lists that way,
+        not as a literal: a literal is stored in the serialized DAG.
     :param conn_id: the OpenAI Batch connection. Default ``openai_batch_default``.
     :param endpoint: the API endpoint every request targets (templated). Default
         ``/v1/chat/completions``.
