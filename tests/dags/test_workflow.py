@@ -247,15 +247,18 @@ def test_sensor_rides_out_429s_and_5xx(run_dag, make_emulator, emulator_conn, as
 class CrashingSubmit(OpenAIBatchSubmitOperator):
     """Loses its first try right after creating the batch, like a worker that died."""
 
-    def __init__(self, *, forget_state: bool, **kwargs: Any) -> None:
+    def __init__(self, *, forget_state: bool = False, cancel: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.forget_state = forget_state
+        self.cancel = cancel
 
     def execute(self, context: Any) -> str:
         batch_id = super().execute(context)
         if context["ti"].try_number == 1:
             if self.forget_state:  # died before the id reached the durable task state
                 context["task_state_store"].delete(BATCH_ID_STATE_KEY)
+            if self.cancel:  # and someone cancelled its batch meanwhile
+                self.hook.cancel_batch(batch_id)
             raise RuntimeError(f"simulated crash after creating {batch_id}")
         return batch_id
 
@@ -346,4 +349,30 @@ def test_results_that_disagree_with_the_counts_fail(
 
     assert result.states == {"submit": "success", "wait": "success", "download": "failed"}
     assert "2 succeeded line(s), 3 completed request(s)" in result.output
+    assert_no_secret(result, emulator)
+
+
+@pytest.mark.parametrize("forget_state", [False, True], ids=["task_state_store", "metadata_lookup"])
+def test_retry_does_not_reattach_to_a_cancelled_batch(
+    run_dag, emulator, emulator_conn, assert_no_secret, forget_state: bool
+) -> None:
+    emulator_conn(emulator)
+    dag_id = f"wf_retry_cancelled_{'metadata' if forget_state else 'state'}"
+    with DAG(dag_id, schedule=None, start_date=START) as dag:
+        CrashingSubmit(
+            task_id="submit",
+            requests=[chat("a")],
+            forget_state=forget_state,
+            cancel=True,
+            retries=1,
+            retry_delay=timedelta(0),
+        )
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "success"}
+    assert "submitting anew" in result.output
+    second, first = batches_of(emulator, dag_id)  # newest first
+    assert first["status"] in ("cancelling", "cancelled")
+    assert second["id"] == result.xcom("submit")
     assert_no_secret(result, emulator)
