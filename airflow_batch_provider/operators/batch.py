@@ -55,8 +55,11 @@ def _to_path(location: str | os.PathLike[str] | ObjectStoragePath) -> Path | Obj
     return ObjectStoragePath(text) if "://" in text else Path(text)
 
 
-def _is_local(path: Path | ObjectStoragePath) -> bool:
-    return isinstance(path, Path) or path.protocol in ("file", "local")
+def _local_path(path: Path | ObjectStoragePath) -> Path | None:
+    """The path on this machine's file system, or None for remote object storage."""
+    if isinstance(path, Path):
+        return path
+    return Path(path.path) if path.protocol in ("file", "local") else None
 
 
 def _fit_value(value: str) -> str:
@@ -210,6 +213,7 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 metadata={**user_metadata, **identity},
                 output_expires_after=self._output_expires_after_seconds(),
             )
+            self.batch_id = batch.id  # from now on, on_kill cancels it
             self.log.info("Created batch %s (%s) from file %s.", batch.id, batch.status, input_file_id)
             if (store := context.get("task_state_store")) is not None:
                 store.set(BATCH_ID_STATE_KEY, batch.id)
@@ -284,18 +288,22 @@ class OpenAIBatchSubmitOperator(BaseOperator):
             raise AirflowFailException(str(BatchInputError(error.errors, source=label))) from None
 
     def _upload_input(self, context: Context) -> str:
-        """Validate the input (unless told not to), upload it, push and return its file id."""
+        """Validate the input (unless told not to), upload it and return its file id."""
         if self.input_path is not None:
             path = _to_path(self.input_path)
+            local = _local_path(path)
             if self.validate:
-                if _is_local(path):
-                    count = self._validate(path.path if not isinstance(path, Path) else path, str(path))
+                if local is not None:
+                    count = self._validate(local, str(path))
                 else:
                     with path.open("rb") as source:
                         count = self._validate(source, str(path))
                 self.log.info("%s holds %d valid request(s).", path, count)
-            with path.open("rb") as source:
-                uploaded = self.hook.upload_file(source, purpose="batch", filename=path.name)
+            if local is not None:
+                uploaded = self.hook.upload_file(local, purpose="batch")
+            else:
+                with path.open("rb") as source:
+                    uploaded = self.hook.upload_file(source, purpose="batch", filename=path.name)
         else:
             requests = self.requests
             if isinstance(requests, (str, bytes)):
@@ -465,8 +473,8 @@ class OpenAIBatchResultsOperator(BaseOperator):
     ) -> tuple[Path, Path | ObjectStoragePath]:
         """Download to the destination; return a local copy to read and the final location."""
         name = f"{_safe_name(file_id)}.jsonl"
-        if _is_local(destination):
-            local_dir = Path(destination.path) if not isinstance(destination, Path) else destination
+        local_dir = _local_path(destination)
+        if local_dir is not None:
             local_dir.mkdir(parents=True, exist_ok=True)
             local = self.hook.download_file(file_id, local_dir / name)
             return local, local
