@@ -26,6 +26,6 @@ class OpenAIBatchLink(BaseOperatorLink):
     name = "OpenAI Batch"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
+        from airflow.providers.common.compat.sdk import XCom
 
         return XCom.get_value(ti_key=ti_key, key=BATCH_URL_XCOM_KEY) or ""

@@ -13,8 +13,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+# From airflow.sdk.exceptions, or airflow.exceptions on Airflow versions that predate it.
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.exceptions import BatchInputError, OpenAIBatchAPIError

@@ -8,8 +8,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+# From airflow.sdk.exceptions, or airflow.exceptions on Airflow versions that predate it.
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
