@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -159,6 +160,10 @@ class OpenAIBatchTrigger(BaseTrigger):
         batch: Batch | None = None
         # After a transient error the next read comes sooner, doubling up to poll_interval.
         retry_delay = min(1.0, self.poll_interval)
+        # The first read waits a random part of poll_interval (the sensor has just looked), so
+        # that triggers started together, as after a triggerer restart, poll spread out over
+        # the interval rather than all at once, every interval.
+        await asyncio.sleep(random.uniform(0, self._until_deadline(self.poll_interval)))
         while True:
             try:
                 hook = await shared_hook(self.conn_id)
@@ -186,18 +191,19 @@ class OpenAIBatchTrigger(BaseTrigger):
                 delay = max(0.0, poll_started + self.poll_interval - time.monotonic())
                 retry_delay = min(1.0, self.poll_interval)
 
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    status = batch.status if batch is not None else "unknown"
-                    yield self._event(
-                        EVENT_TIMEOUT,
-                        f"Batch {self.batch_id} is still {status} at the sensor's deadline.",
-                        batch,
-                    )
-                    return
-                delay = min(delay, remaining)
-            await asyncio.sleep(delay)
+            if self._until_deadline(1.0) <= 0:
+                status = batch.status if batch is not None else "unknown"
+                yield self._event(
+                    EVENT_TIMEOUT, f"Batch {self.batch_id} is still {status} at the sensor's deadline.", batch
+                )
+                return
+            await asyncio.sleep(self._until_deadline(delay))
+
+    def _until_deadline(self, seconds: float) -> float:
+        """``seconds``, or less if the deadline comes sooner (0 once it has passed)."""
+        if self.deadline is None:
+            return seconds
+        return max(0.0, min(seconds, self.deadline - time.time()))
 
     async def on_kill(self) -> None:
         """Cancel the batch when a user kills the deferred task (Airflow 3.3+)."""
