@@ -21,7 +21,14 @@ triggers: lag p99 < 50 ms and max < 250 ms, every trigger fires within poll_inte
 calls the synchronous SDK inside ``run()``, so it runs with fewer triggers (100 by default);
 ours runs at that size too, for a like-for-like column.
 
+A poll costs about 1.5-2 ms of CPU in this process (mostly httpx/httpcore), so one event loop
+reads roughly 400-550 statuses per second on this 2-core machine: 1,000 triggers polling
+every 2 s (the default here, a stress test; 60 s is usual) ask for 500 per second, at that
+edge, and how late they fire varies with the machine's load. ``--poll-interval 4`` shows the
+same triggers with headroom.
+
     .venv/bin/python benchmarks/trigger_scale.py [--triggers 1000] [--official-triggers 100]
+        [--poll-interval 2]
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import Any
 import httpx
 
 API_KEY = "sk-trigger-bench"
-POLL_INTERVAL = 2.0
+DEFAULT_POLL_INTERVAL = 2.0
 TICK = 0.01
 LATENCY = 0.02
 REQUEST_DELAY = 2.0
@@ -50,7 +57,7 @@ REQUEST_DELAY = 2.0
 VALIDATION_DELAY = 3.0
 OURS = "ours"
 OFFICIAL = "official"
-TARGETS = {"lag_p99": 0.050, "lag_max": 0.250, "late_max": POLL_INTERVAL + 2, "kb_per_trigger": 50.0}
+TARGETS = {"lag_p99": 0.050, "lag_max": 0.250, "late_beyond_poll": 2.0, "kb_per_trigger": 50.0}
 
 
 # -- the child: one implementation, all its triggers in one event loop ---------------------------
@@ -61,19 +68,21 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _make_trigger(implementation: str, batch_id: str) -> Any:
+def _make_trigger(implementation: str, batch_id: str, poll_interval: float) -> Any:
     if implementation == OURS:
         from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
 
-        return OpenAIBatchTrigger("openai_batch_bench", batch_id, poll_interval=POLL_INTERVAL)
+        return OpenAIBatchTrigger("openai_batch_bench", batch_id, poll_interval=poll_interval)
     from airflow.providers.openai.triggers.openai import OpenAIBatchTrigger as OfficialTrigger
 
-    return OfficialTrigger("openai_bench", batch_id, poll_interval=POLL_INTERVAL, timeout=600)
+    return OfficialTrigger("openai_bench", batch_id, poll_interval=poll_interval, timeout=600)
 
 
-async def _measure(implementation: str, warm_up_id: str, job_path: str) -> dict[str, Any]:
+async def _measure(
+    implementation: str, poll_interval: float, warm_up_id: str, job_path: str
+) -> dict[str, Any]:
     async def first_event(batch_id: str) -> tuple[float, dict[str, Any]]:
-        async for event in _make_trigger(implementation, batch_id).run():
+        async for event in _make_trigger(implementation, batch_id, poll_interval).run():
             return time.time(), event.payload
         raise RuntimeError(f"the trigger of {batch_id} fired nothing")
 
@@ -108,9 +117,9 @@ async def _measure(implementation: str, warm_up_id: str, job_path: str) -> dict[
     }
 
 
-def child(implementation: str, warm_up_id: str, job_path: str) -> None:
+def child(implementation: str, poll_interval: str, warm_up_id: str, job_path: str) -> None:
     """Run one implementation's triggers on the batch ids read from stdin; write the figures to a file."""
-    result = asyncio.run(_measure(implementation, warm_up_id, job_path))
+    result = asyncio.run(_measure(implementation, float(poll_interval), warm_up_id, job_path))
     with open(job_path, "w") as file:
         json.dump(result, file)
 
@@ -168,7 +177,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _run(implementation: str, count: int, api: httpx.Client, env: dict[str, str]) -> dict[str, Any]:
+def _run(
+    implementation: str, count: int, poll_interval: float, api: httpx.Client, env: dict[str, str]
+) -> dict[str, Any]:
     warm_up = _create_batches(api, 1)
     _wait_terminal(api, warm_up)
     print(f"  {implementation}: {count} triggers ...", end=" ", file=sys.stderr, flush=True)
@@ -178,7 +189,15 @@ def _run(implementation: str, count: int, api: httpx.Client, env: dict[str, str]
         # The triggers' log lines go to the child's output; the figures come back in the job file.
         with (Path(directory) / "child.log").open("w+") as log:
             child_run = subprocess.Popen(
-                [sys.executable, __file__, "--child", implementation, warm_up[0], str(job)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    implementation,
+                    str(poll_interval),
+                    warm_up[0],
+                    str(job),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -199,6 +218,7 @@ def _run(implementation: str, count: int, api: httpx.Client, env: dict[str, str]
         result = json.loads(job.read_text())
     batches = _wait_terminal(api, batch_ids)
     late = [result["fired_at"][batch_id] - batches[batch_id]["completed_at"] for batch_id in batch_ids]
+    late_target = poll_interval + TARGETS["late_beyond_poll"]
     print(f"{result['wall']:.1f} s", file=sys.stderr)
     return {
         "implementation": implementation,
@@ -208,7 +228,8 @@ def _run(implementation: str, count: int, api: httpx.Client, env: dict[str, str]
         "lag_max": max(result["lags"]),
         "late_median": statistics.median(late),
         "late_max": max(late),
-        "late_ok": sum(value <= TARGETS["late_max"] for value in late),
+        "late_ok": sum(value <= late_target for value in late),
+        "late_target": late_target,
         "kb_per_trigger": result["rss_delta"] / count / 1024,
         "wall": result["wall"],
     }
@@ -228,10 +249,10 @@ def _table(runs: list[dict[str, Any]]) -> str:
         (
             "fired after completion, max",
             [f"{run['late_max']:.2f} s" for run in runs],
-            f"<= {TARGETS['late_max']:g} s",
+            f"<= {runs[0]['late_target']:g} s",
         ),
         (
-            f"fired within {TARGETS['late_max']:g} s",
+            f"fired within {runs[0]['late_target']:g} s",
             [f"{run['late_ok']:,}/{run['triggers']:,}" for run in runs],
             "all",
         ),
@@ -252,7 +273,8 @@ def main() -> int:
     parser.add_argument(
         "--official-triggers", type=int, default=100, help="triggers of the like-for-like runs"
     )
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, help="seconds")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -283,14 +305,14 @@ def main() -> int:
             headers = {"Authorization": f"Bearer {API_KEY}"}
             print(
                 f"Emulator {emulator.base_url}: {LATENCY * 1000:g} ms per status read, batches of 1-4 "
-                f"requests at {REQUEST_DELAY:g} s each; poll_interval {POLL_INTERVAL:g} s.",
+                f"requests at {REQUEST_DELAY:g} s each; poll_interval {args.poll_interval:g} s.",
                 file=sys.stderr,
             )
             with httpx.Client(base_url=emulator.base_url, headers=headers, timeout=30) as api:
                 runs = [
-                    _run(OURS, args.triggers, api, env),
-                    _run(OURS, args.official_triggers, api, env),
-                    _run(OFFICIAL, args.official_triggers, api, env),
+                    _run(OURS, args.triggers, args.poll_interval, api, env),
+                    _run(OURS, args.official_triggers, args.poll_interval, api, env),
+                    _run(OFFICIAL, args.official_triggers, args.poll_interval, api, env),
                 ]
         finally:
             emulator.stop()
