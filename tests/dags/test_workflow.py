@@ -376,3 +376,24 @@ def test_retry_does_not_reattach_to_a_cancelled_batch(
     assert first["status"] in ("cancelling", "cancelled")
     assert second["id"] == result.xcom("submit")
     assert_no_secret(result, emulator)
+
+
+def test_completed_batch_in_which_every_request_failed_fails(
+    run_dag, emulator, emulator_conn, assert_no_secret
+) -> None:
+    emulator_conn(emulator)
+    no_messages = [{**chat(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
+    with DAG("wf_all_failed", schedule=None, start_date=START) as dag:
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=no_messages)
+        OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
+
+    result = run_dag(dag)
+
+    assert result.states == {"submit": "success", "wait": "failed"}
+    batch = result.xcom("wait", "batch")
+    assert (batch["status"], batch["output_file_id"]) == ("completed", None)
+    assert f"Every request of batch {batch['id']} failed; see its error file {batch['error_file_id']}" in (
+        result.output
+    )
+    assert result.xcom("wait", "request_counts") == {"total": 3, "completed": 0, "failed": 3}
+    assert_no_secret(result, emulator)
