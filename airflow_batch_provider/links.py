@@ -19,8 +19,9 @@ class OpenAIBatchLink(BaseOperatorLink):
 
     The task pushes the URL (``OpenAIBatchHook.batch_page_url``: the OpenAI platform's page,
     the emulator's page, or the connection's ``batch_url_template``) under the XCom key
-    ``batch_url`` while it runs; the link reads it back. No URL (a server with no known
-    page) gives an empty link, which the UI hides.
+    ``batch_url`` once it knows the batch; the link reads it back. No URL (a server with no
+    known page, or a task that failed before creating a batch) gives an empty link, which the
+    UI hides.
     """
 
     name = "OpenAI Batch"
@@ -28,4 +29,6 @@ class OpenAIBatchLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.providers.common.compat.sdk import XCom
 
+        if getattr(operator, "batch_id", None) is None:
+            return ""  # the task failed before there was a batch: no URL was pushed
         return XCom.get_value(ti_key=ti_key, key=BATCH_URL_XCOM_KEY) or ""

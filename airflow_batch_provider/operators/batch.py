@@ -221,8 +221,10 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         self.batch_id = batch.id
         ti = context["ti"]
         ti.xcom_push(key=INPUT_FILE_ID_XCOM_KEY, value=batch.input_file_id)
-        if url := self.hook.batch_page_url(batch.id):
-            ti.xcom_push(key=BATCH_URL_XCOM_KEY, value=url)
+        # Pushed even when None (no known page), so that the link finds a value either way.
+        url = self.hook.batch_page_url(batch.id)
+        ti.xcom_push(key=BATCH_URL_XCOM_KEY, value=url)
+        if url:
             self.log.info("Batch page: %s", url)
         return batch.id
 

@@ -166,8 +166,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
             self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
 
     def _push_url(self, context: Context) -> None:
-        if url := self.hook.batch_page_url(self.batch_id):
-            context["ti"].xcom_push(key=BATCH_URL_XCOM_KEY, value=url)
+        # Pushed even when None (no known page), so that the link finds a value either way.
+        context["ti"].xcom_push(key=BATCH_URL_XCOM_KEY, value=self.hook.batch_page_url(self.batch_id))
 
     def _finish(self, batch: Batch, context: Context) -> str | None:
         """Push the batch's XComs; return its output file id or fail, by its status."""
