@@ -50,7 +50,7 @@ def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[...
     def run(dag: Any) -> DagResult:
         # dag.test() runs DAGs the metadata database knows: register this one first.
         DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder="/dev/null", collect_dags=False)
+        bag = DagBag(collect_dags=False)
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
         capfd.readouterr()
