@@ -7,6 +7,7 @@ imported; the session fixture below migrates its database once.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
@@ -40,8 +41,14 @@ class DagResult:
 
 
 @pytest.fixture
-def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[..., DagResult]:
-    """Run a DAG with ``dag.test()`` (tasks and triggers in this process) and collect the result."""
+def run_dag(
+    airflow_db: None, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> Callable[..., DagResult]:
+    """Run a DAG with ``dag.test()`` (tasks and triggers in this process) and collect the result.
+
+    The output is everything the run printed (task logs included) and logged through
+    Python's logging.
+    """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.models.xcom import XComModel
@@ -54,7 +61,9 @@ def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[...
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
         capfd.readouterr()
-        dag_run = dag.test()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            dag_run = dag.test()
         captured = capfd.readouterr()
         with create_session() as session:
             states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
@@ -63,7 +72,7 @@ def run_dag(airflow_db: None, capfd: pytest.CaptureFixture[str]) -> Callable[...
         # Show the run's output in pytest's report when a test fails.
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)
-        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err)
+        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err + caplog.text)
 
     return run
 
