@@ -108,6 +108,12 @@ class OpenAIBatchTrigger(BaseTrigger):
     "message", "batch"}`` where ``batch`` is the last batch seen as
     ``Batch.model_dump(mode="json")`` (None when none was read).
 
+    Built for a triggerer running thousands of them: the triggers of one event loop share a
+    hook per connection (the connection is read once, and again every
+    ``SHARED_HOOK_SECONDS``) and the hook's pooled HTTP client; reads start every
+    ``poll_interval`` and the first one after a random part of it, so triggers started
+    together do not poll in step. A progress line is logged at each read.
+
     :param conn_id: the OpenAI Batch connection. Only its id is serialized, never a secret.
     :param batch_id: the batch to wait for.
     :param poll_interval: seconds between two reads of the batch. Default 60.
