@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
+
+import msgspec
 
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.emulator.engine import Execution, Executor
@@ -355,4 +356,5 @@ def _open_at(path: Path, size: int) -> BinaryIO:
 
 
 def _jsonl(line: Document) -> bytes:
-    return (json.dumps(line, separators=(",", ":")) + "\n").encode()
+    # msgspec (which Airflow brings) encodes an embedding's floats ~20x faster than json.dumps.
+    return msgspec.json.encode(line) + b"\n"
