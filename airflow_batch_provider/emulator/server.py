@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from typing_extensions import Self
 
 from airflow_batch_provider.emulator.app import create_app
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -67,7 +68,30 @@ class ReadyServer(uvicorn.Server):
             self._on_ready()
 
 
-class EmulatorServer:
+class _Running:
+    """A context manager of ``start()`` / ``stop()``, shown by the base URL it serves."""
+
+    base_url: str
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url or 'not started'})"
+
+
+class EmulatorServer(_Running):
     """The emulator served by uvicorn in a background thread of this process.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`::
@@ -149,19 +173,8 @@ class EmulatorServer:
             self.settings = self.settings.model_copy(update={"data_dir": None})
             self._owned_dir = None
 
-    def __enter__(self) -> EmulatorServer:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url or 'not started'})"
-
-
-class EmulatorProcess:
+class EmulatorProcess(_Running):
     """The emulator's CLI in a subprocess: for restarts, benchmarks and demos.
 
     :param cli_args: more CLI arguments, e.g. ``"--request-delay", "0.05"``.
@@ -261,14 +274,3 @@ class EmulatorProcess:
         self._terminate(kill)
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.base_url or 'not started'})"
