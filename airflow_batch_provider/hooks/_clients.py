@@ -26,9 +26,13 @@ from airflow_batch_provider.hooks._connection import ConnectionSettings
 
 USER_AGENT = f"airflow-batch-provider/{__version__}"
 
-#: Connections (and requests in flight) per connection settings and event loop. A
-#: thousand triggers polling at once take turns on these.
-MAX_CONNECTIONS = 16
+#: Connections (and requests in flight) per connection settings and event loop; more
+#: requests wait their turn. They bound how many reads one loop completes per second, about
+#: ``MAX_CONNECTIONS / (latency + the loop's own delay)``: measured here at 20 ms latency,
+#: 1,000 triggers polling every 2 s (500 reads/s asked), 16 connections gave 280 reads/s and
+#: reads waiting up to 8 s for a connection; 32 kept up, with waits under 2 s; 64 did too,
+#: but more answers arriving at once pushed the loop's lag p99 past 50 ms.
+MAX_CONNECTIONS = 32
 
 
 class SharedClient:
@@ -37,12 +41,12 @@ class SharedClient:
     Not one client with a pool of ``MAX_CONNECTIONS``: whenever a request starts or ends,
     httpcore's pool checks every connection (a socket poll for each idle one, a recount of
     the idle ones for each) and rescans its queue, work that grows with the square of its
-    connections and queue. Measured here, 1,000 triggers polling every 2 s at 20 ms latency:
-    one client of 16 connections behind a semaphore spent 2.9-3.3 ms of CPU per poll, 16
-    clients of one connection 1.8-1.9 ms. Requests beyond the clients wait in a FIFO queue.
+    connections and queue. Measured here, polls at 20 ms latency: one client of 16
+    connections behind a semaphore spent 2.9-3.3 ms of CPU per poll, 16 clients of one
+    connection 1.8-1.9 ms. Requests beyond the clients wait in a FIFO queue.
 
     Clients are made on demand, so a few triggers use a single connection; they share one
-    TLS context (loading the CA bundle costs about 20 ms of CPU).
+    TLS context (loading the CA bundle costs about 40 ms of CPU).
     """
 
     def __init__(self, settings: ConnectionSettings) -> None:
