@@ -10,6 +10,7 @@ from hook_server import Reply, ScriptedServer, api_error, batch_json, set_connec
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks._clients import MAX_CONNECTIONS, get_client
+from airflow_batch_provider.hooks._http import RetryPolicy, TransientError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import BatchStatus
 
@@ -67,6 +68,37 @@ def test_aget_file(server):
     )
 
     assert asyncio.run(OpenAIBatchHook("async_api").aget_file("f1")).purpose == "batch_output"
+
+
+def test_async_retries_stop_after_max_retries(server, monkeypatch):
+    set_connection(
+        monkeypatch, "one_retry", conn_type="openai_batch", host=server.base_url, password=API_KEY,
+        extra={"max_retries": 1},
+    )  # fmt: skip
+    server.script("GET", "/batches/b1", api_error(503, "overloaded", "server_error"))
+
+    with pytest.raises(OpenAIBatchAPIError, match="HTTP 503") as caught:
+        asyncio.run(OpenAIBatchHook("one_retry").aget_batch("b1"))
+
+    assert caught.value.status_code == 503
+    assert len(server.received()) == 2
+
+
+def test_a_slow_first_try_counts_against_the_retry_time_budget():
+    policy = RetryPolicy(max_retries=5, total_seconds=0.5, backoff_initial=0.05)
+    tries = 0
+
+    async def slow_then_failing() -> None:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            await asyncio.sleep(0.5)  # the slow try under test, e.g. one that timed out
+        raise TransientError(OpenAIBatchAPIError("GET /batches/b1 got no answer."))
+
+    with pytest.raises(OpenAIBatchAPIError, match="got no answer"):
+        asyncio.run(policy.acall(slow_then_failing, logging.getLogger(__name__)))
+
+    assert tries == 1
 
 
 def test_hooks_of_one_connection_share_one_client_and_one_socket(server):
