@@ -23,11 +23,12 @@ triggers: lag p99 < 50 ms and max < 250 ms, every trigger fires within poll_inte
 calls the synchronous SDK inside ``run()``, so it runs with fewer triggers (100 by default);
 ours runs at that size too, for a like-for-like column.
 
-A poll costs about 1.5-2 ms of CPU in this process (mostly httpx/httpcore), so one event loop
-reads roughly 400-550 statuses per second on this 2-core machine: 1,000 triggers polling
-every 2 s (the default here, a stress test; 60 s is usual) ask for 500 per second, at that
-edge, and how late they fire varies with the machine's load. ``--poll-interval 4`` shows the
-same triggers with headroom.
+A poll costs about 1.5 ms of CPU in this process (mostly httpx/httpcore and h11), and each
+of the 32 connections carries one read per round trip (20 ms here, plus the delays of both
+event loops): one loop reads roughly 500-650 statuses per second on this 2-core machine.
+1,000 triggers polling every 2 s (the default here, a stress test; 60 s is usual) ask for
+500 per second, near that edge, so how late the last few fire varies with the machine's
+load. ``--poll-interval 4`` shows the same triggers with headroom.
 
     .venv/bin/python benchmarks/trigger_scale.py [--triggers 1000] [--official-triggers 100]
         [--poll-interval 2]
