@@ -33,9 +33,10 @@ def chat(custom_id: str, text: str = "hello") -> dict[str, Any]:
 
 
 def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the emulator at ``path`` below its root (``/v1/...``, ``/_emulator/...``)."""
     response = httpx.request(
         method,
-        f"{server.base_url}{path}",
+        f"{server.url}{path}",
         headers={"Authorization": f"Bearer {server.api_key}"},
         timeout=10,
         **kwargs,
@@ -45,21 +46,13 @@ def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def batches_of(server: EmulatorServer, dag_id: str) -> list[dict[str, Any]]:
-    batches = api(server, "GET", "/batches", params={"limit": 100})["data"]
+    batches = api(server, "GET", "/v1/batches", params={"limit": 100})["data"]
     return [batch for batch in batches if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id]
 
 
 def faults(server: EmulatorServer, method: str, **kwargs: Any) -> Any:
     """Read or change the emulator's injected faults through its admin endpoint."""
-    response = httpx.request(
-        method,
-        f"{server.url}/_emulator/faults",
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        timeout=10,
-        **kwargs,
-    )
-    response.raise_for_status()
-    return response.json()
+    return api(server, method, "/_emulator/faults", **kwargs)
 
 
 #: Requests one after the other, so a batch of a few runs long enough for the sensor to defer.
@@ -108,7 +101,7 @@ def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secre
 
 def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, assert_no_secret) -> None:
     emulator_conn(emulator)
-    files_before = len(api(emulator, "GET", "/files")["data"])
+    files_before = len(api(emulator, "GET", "/v1/files")["data"])
     requests = [
         chat("a"),
         {"method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini"}},
@@ -123,7 +116,7 @@ def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, a
     assert "line 2, custom_id: missing_required_parameter" in result.output
     assert "line 3, url: invalid_url" in result.output
     assert "XCom not found" not in result.output  # the extra link does not look for a URL
-    assert len(api(emulator, "GET", "/files")["data"]) == files_before
+    assert len(api(emulator, "GET", "/v1/files")["data"]) == files_before
     assert_no_secret(result, emulator)
 
 
