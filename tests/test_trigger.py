@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from airflow.sdk.serde import deserialize, serialize
+from hook_server import Reply, ScriptedServer, set_connection
 
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.emulator.server import EmulatorServer
@@ -145,6 +146,19 @@ def test_rejected_key_ends_the_wait_with_an_error_that_hides_it(emulator, emulat
     assert [event["status"] for event in events] == ["error"]
     assert "401" in events[0]["message"]
     assert wrong_key not in json.dumps(events)
+
+
+def test_an_answer_that_is_not_a_batch_ends_the_wait(monkeypatch) -> None:
+    # A proxy's login page answers 200: waiting will not turn it into a batch.
+    with ScriptedServer() as server:
+        server.script("GET", "/batches/b1", Reply(body=b"<html>login</html>"))
+        set_connection(monkeypatch, "behind_proxy", conn_type="openai_batch", host=server.base_url)
+
+        events = run(OpenAIBatchTrigger("behind_proxy", "b1", poll_interval=0.1, deadline=time.time() + 10))
+
+        assert [event["status"] for event in events] == ["error"]
+        assert "not a Batch" in events[0]["message"]
+        assert len(server.received("GET", "/batches/b1")) == 1
 
 
 def test_deadline_ends_the_wait_with_a_timeout(make_emulator, emulator_conn, tmp_path) -> None:

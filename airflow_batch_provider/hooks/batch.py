@@ -380,7 +380,7 @@ class OpenAIBatchHook(BaseHook):
     def _call(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
         def attempt() -> ModelT:
             with self._send(method, path, **kwargs) as response:
-                return _parse(model, response.content, f"{method} {path}", self.settings)
+                return _parse(model, response, f"{method} {path}", self.settings)
 
         return self.retry_policy.call(attempt, self.log)
 
@@ -393,7 +393,7 @@ class OpenAIBatchHook(BaseHook):
             data=body if body.length is not None else iter(body),
             headers={"Content-Type": body.content_type},
         ) as response:
-            uploaded = _parse(FileObject, response.content, "POST /files", self.settings)
+            uploaded = _parse(FileObject, response, "POST /files", self.settings)
         self.log.info(
             "Uploaded %s (%s bytes) as %s in %.1f s", filename, uploaded.bytes, uploaded.id,
             time.monotonic() - started,
@@ -411,7 +411,7 @@ class OpenAIBatchHook(BaseHook):
             except httpx.TransportError as exc:
                 raise TransientError(unreachable_error(settings, action, exc)) from exc
             check_answer(settings, action, response.status_code, response.headers, response.content)
-            return _parse(model, response.content, action, settings)
+            return _parse(model, response, action, settings)
 
         return await _retry_policy(settings).acall(attempt, self.log)
 
@@ -420,14 +420,23 @@ def _retry_policy(settings: ConnectionSettings) -> RetryPolicy:
     return RetryPolicy(max_retries=settings.max_retries)
 
 
-def _parse(model: type[ModelT], content: bytes, action: str, settings: ConnectionSettings) -> ModelT:
+def _parse(
+    model: type[ModelT],
+    response: requests.Response | httpx.Response,
+    action: str,
+    settings: ConnectionSettings,
+) -> ModelT:
+    """Parse a successful answer; one that is not a ``model`` is an error waiting will not fix."""
     try:
-        return model.model_validate_json(content)
+        return model.model_validate_json(response.content)
     except ValidationError as exc:
         raise OpenAIBatchAPIError(
             f"{action}: {settings.base_url} answered with something that is not a {model.__name__}: "
             f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'}. "
-            f"Check that the Base URL of connection {settings.conn_id!r} points at an OpenAI-compatible API."
+            f"Check that the Base URL of connection {settings.conn_id!r} points at an OpenAI-compatible API.",
+            # The answer's own (2xx) status: for the retry rules, an error waiting will not fix.
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
         ) from None
 
 
