@@ -67,7 +67,6 @@ class OpenAIBatchHook(BaseHook):
     def __init__(self, conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        self._async_settings: ConnectionSettings | None = None
 
     # -- connection form (Airflow < 3.2; newer versions read the provider info instead) --
 
@@ -113,10 +112,8 @@ class OpenAIBatchHook(BaseHook):
         return ConnectionSettings.from_connection(conn, conn.extra_dejson)
 
     async def aget_settings(self) -> ConnectionSettings:
-        """The connection, read once without blocking the event loop."""
-        if self._async_settings is None and "settings" in self.__dict__:
-            self._async_settings = self.settings
-        if self._async_settings is None:
+        """The connection, read once without blocking the event loop; shared with :attr:`settings`."""
+        if "settings" not in self.__dict__:
             try:
                 from airflow.providers.common.compat.connection import (
                     get_async_connection,
@@ -130,8 +127,9 @@ class OpenAIBatchHook(BaseHook):
             else:
                 conn = await get_async_connection(self.conn_id, hook=self)
                 extra = await get_async_extra_dejson(conn)
-            self._async_settings = ConnectionSettings.from_connection(conn, extra)
-        return self._async_settings
+            # Fill the cached property, so the sync and async paths read the connection once.
+            self.__dict__["settings"] = ConnectionSettings.from_connection(conn, extra)
+        return self.settings
 
     @property
     def retry_policy(self) -> RetryPolicy:
