@@ -134,16 +134,16 @@ class BatchWorker:
             )
             self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [missing]))
             return
-        problems, total, model = await asyncio.to_thread(_inspect_input, path, doc["endpoint"])
+        report = await asyncio.to_thread(jsonl.inspect_file, path, doc["endpoint"])
 
         def start(doc: Document, _: Progress) -> bool:
             if doc["status"] != "validating":
                 return False
-            if problems:
-                _fail(doc, problems)
+            if report.problems:
+                _fail(doc, report.problems)
             else:
-                doc.update(status="in_progress", in_progress_at=now(), model=model)
-                doc["request_counts"] = {"total": total, "completed": 0, "failed": 0}
+                doc.update(status="in_progress", in_progress_at=now(), model=report.model)
+                doc["request_counts"] = {"total": report.requests, "completed": 0, "failed": 0}
             return True
 
         self._store.update_batch(batch_id, start)
@@ -321,18 +321,6 @@ def _add_usage(usage: BatchUsage, execution: Execution) -> None:
     usage.total_tokens += raw.get("total_tokens") or execution.input_tokens + execution.output_tokens
     usage.input_tokens_details.cached_tokens += input_details.get("cached_tokens") or 0
     usage.output_tokens_details.reasoning_tokens += output_details.get("reasoning_tokens") or 0
-
-
-def _inspect_input(path: Path, endpoint: str) -> tuple[list[BatchError], int, str | None]:
-    """The input's problems; if none, its number of requests and its model."""
-    problems = jsonl.find_problems(path, endpoint)
-    if problems:
-        return problems, 0, None
-    total, model = 0, None
-    for request in jsonl.iter_requests(path):
-        total += 1
-        model = model or request.body.get("model")
-    return [], total, model
 
 
 def _fail(doc: Document, errors: list[BatchError]) -> None:
