@@ -48,21 +48,26 @@ def run(trigger: OpenAIBatchTrigger) -> list[dict[str, Any]]:
     return asyncio.run(collect())
 
 
-def batch_status(server: EmulatorServer, batch_id: str) -> str:
-    response = httpx.get(
-        f"{server.base_url}/batches/{batch_id}",
+def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the emulator at ``path`` below its root (``/v1/...``, ``/_emulator/...``)."""
+    response = httpx.request(
+        method,
+        f"{server.url}{path}",
         headers={"Authorization": f"Bearer {server.api_key}"},
         timeout=10,
+        **kwargs,
     )
-    return response.raise_for_status().json()["status"]
+    return response.raise_for_status().json()
+
+
+def batch_status(server: EmulatorServer, batch_id: str) -> str:
+    return str(api(server, "GET", f"/v1/batches/{batch_id}")["status"])
 
 
 def set_faults(server: EmulatorServer, rules: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
     """Inject faults; return a function reading the rules back (``count`` is what is left)."""
-    headers = {"Authorization": f"Bearer {server.api_key}"}
-    url = f"{server.url}/_emulator/faults"
-    httpx.put(url, json={"rules": rules}, headers=headers, timeout=10).raise_for_status()
-    return lambda: httpx.get(url, headers=headers, timeout=10).json()["rules"]
+    api(server, "PUT", "/_emulator/faults", json={"rules": rules})
+    return lambda: api(server, "GET", "/_emulator/faults")["rules"]
 
 
 def test_serialize_round_trips_without_secret(emulator, emulator_conn) -> None:
