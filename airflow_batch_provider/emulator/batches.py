@@ -15,7 +15,7 @@ from airflow_batch_provider.emulator.responses import json_response, list_respon
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Document, Progress, Store
 from airflow_batch_provider.emulator.worker import BatchWorker
-from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
+from airflow_batch_provider.jsonl import endpoint_problem
 
 COMPLETION_WINDOWS = ("24h",)
 MAX_METADATA_KEYS = 16
@@ -113,8 +113,8 @@ def batches_router(store: Store, worker: BatchWorker, settings: EmulatorSettings
 
     @router.post("")
     async def create_batch(params: CreateBatch) -> Response:
-        if params.endpoint not in SUPPORTED_ENDPOINTS:
-            raise invalid_value("endpoint", params.endpoint, SUPPORTED_ENDPOINTS)
+        if (problem := endpoint_problem(params.endpoint)) is not None:
+            raise APIError(400, problem.message or "", param=problem.param, code=problem.code)
         if params.completion_window not in COMPLETION_WINDOWS:
             raise invalid_value("completion_window", params.completion_window, COMPLETION_WINDOWS)
         if params.metadata is not None:
