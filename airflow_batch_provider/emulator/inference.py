@@ -15,13 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from airflow_batch_provider.emulator.engine import Executor
-from airflow_batch_provider.emulator.errors import APIError
+from airflow_batch_provider.emulator.errors import INVALID_JSON, APIError
 from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
-
-_INVALID_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
-    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
-)
 
 
 def router(executor: Executor) -> APIRouter:
@@ -46,7 +41,7 @@ def _answerer(executor: Executor, endpoint: str) -> Callable[[Request], Awaitabl
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return APIError(400, _INVALID_JSON).response()
+            return APIError(400, INVALID_JSON).response()
         if isinstance(body, dict) and body.get("stream"):
             message = "The emulator does not stream responses; leave 'stream' unset."
             return APIError(400, message, param="stream", code="unsupported_value").response()
