@@ -21,10 +21,8 @@ from weakref import WeakKeyDictionary
 
 import httpx
 
-from airflow_batch_provider import __version__
 from airflow_batch_provider.hooks._connection import ConnectionSettings
-
-USER_AGENT = f"airflow-batch-provider/{__version__}"
+from airflow_batch_provider.hooks._http import request_headers
 
 #: Connections (and requests in flight) per connection settings and event loop; more
 #: requests wait their turn. They bound how many reads one loop completes per second, about
@@ -62,7 +60,7 @@ class SharedClient:
 
     def _new_client(self) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT, **self._settings.secret_headers},
+            headers=request_headers(self._settings),
             params=self._settings.query_params,
             timeout=httpx.Timeout(self._settings.timeout),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),

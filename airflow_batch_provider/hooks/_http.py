@@ -28,10 +28,13 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from airflow_batch_provider import __version__
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks._connection import ConnectionSettings
 
 T = TypeVar("T")
+
+USER_AGENT = f"airflow-batch-provider/{__version__}"
 
 #: Default bound on the time one call may spend, from its first try to the start of its last.
 DEFAULT_RETRY_TOTAL_SECONDS = 300.0
@@ -56,6 +59,11 @@ class TransientError(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+
+
+def request_headers(settings: ConnectionSettings) -> dict[str, str]:
+    """The headers of every request: user agent, key and account. They carry the key: never log them."""
+    return {"User-Agent": USER_AGENT, **settings.secret_headers}
 
 
 def is_retryable_status(status_code: int) -> bool:

@@ -18,7 +18,7 @@ from airflow.sdk import BaseHook
 from pydantic import BaseModel, ValidationError
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
-from airflow_batch_provider.hooks._clients import USER_AGENT, aclose_client, get_client
+from airflow_batch_provider.hooks._clients import aclose_client, get_client
 from airflow_batch_provider.hooks._connection import (
     CONN_FIELDS,
     CONN_TYPE,
@@ -30,6 +30,7 @@ from airflow_batch_provider.hooks._http import (
     TransientError,
     check_answer,
     interrupted_error,
+    request_headers,
     unreachable_error,
 )
 from airflow_batch_provider.hooks._multipart import CHUNK_SIZE, MultipartFileBody
@@ -140,7 +141,7 @@ class OpenAIBatchHook(BaseHook):
     def session(self) -> requests.Session:
         """The HTTP session of the sync methods; it carries the API key in its headers."""
         session = requests.Session()
-        session.headers.update({"User-Agent": USER_AGENT, **self.settings.secret_headers})
+        session.headers.update(request_headers(self.settings))
         session.params = dict(self.settings.query_params)
         return session
 
