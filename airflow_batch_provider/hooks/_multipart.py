@@ -66,9 +66,10 @@ class MultipartFileBody:
         return None if self._size is None else len(self._head) + self._size + len(self._tail)
 
     def __len__(self) -> int:
-        if self._size is None:
+        length = self.length
+        if length is None:
             raise TypeError("the body's length is unknown")
-        return len(self._head) + self._size + len(self._tail)
+        return length
 
     def __iter__(self) -> Iterator[bytes]:
         yield self._head
