@@ -63,6 +63,13 @@ def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> APIE
     )
 
 
+def missing_parameter(param: str) -> APIError:
+    """400 ``missing_required_parameter``: the request lacks ``param``."""
+    return APIError(
+        400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
 def not_found(message: str, param: str | None = None) -> APIError:
     """404 for an id the emulator does not know."""
     return APIError(404, message, param=param)

@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, Response
 
 from airflow_batch_provider.emulator.batches import check_expires_after
-from airflow_batch_provider.emulator.errors import APIError, invalid_value, not_found
+from airflow_batch_provider.emulator.errors import APIError, invalid_value, missing_parameter, not_found
 from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.responses import json_response, list_response, now
 from airflow_batch_provider.emulator.store import Document, Store
@@ -140,20 +140,10 @@ def files_router(store: Store) -> APIRouter:
         async with request.form(max_files=1, max_fields=16) as form:
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
-                raise APIError(
-                    400,
-                    "Missing required parameter: 'file'.",
-                    param="file",
-                    code="missing_required_parameter",
-                )
+                raise missing_parameter("file")
             purpose = _form_text(form, "purpose")
             if purpose is None:
-                raise APIError(
-                    400,
-                    "Missing required parameter: 'purpose'.",
-                    param="purpose",
-                    code="missing_required_parameter",
-                )
+                raise missing_parameter("purpose")
             expires_after = None
             if "expires_after[anchor]" in form or "expires_after[seconds]" in form:
                 expires_after = check_expires_after(
@@ -243,12 +233,7 @@ def files_router(store: Store) -> APIRouter:
         async with request.form(max_files=1, max_fields=4) as form:
             data = form.get("data")
             if not isinstance(data, UploadFile):
-                raise APIError(
-                    400,
-                    "Missing required parameter: 'data'.",
-                    param="data",
-                    code="missing_required_parameter",
-                )
+                raise missing_parameter("data")
             part_id = new_id("part_")
             size = await asyncio.to_thread(_copy, data.file, store.part_path(part_id), MAX_PART_BYTES)
         if size > MAX_PART_BYTES:
