@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -12,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+from emulator_support import client_for, read_lines, submit, wait_for
 
 from airflow_batch_provider.emulator.engine import FAIL_FIELD, Execution, LocalExecutor, UpstreamExecutor
 from airflow_batch_provider.emulator.faults import ADMIN_PATH, FaultSettings, parse_cli_fault
@@ -139,20 +138,8 @@ def test_a_slow_server_gives_504(upstream: EmulatorServer):
     assert time.monotonic() - started < 1
 
 
-def wait_until_done(client: openai.OpenAI, batch_id: str, timeout: float = 30) -> openai.types.Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled") or time.monotonic() > deadline:
-            return batch
-        time.sleep(0.1)
-
-
 def lines(client: openai.OpenAI, file_id: str | None) -> dict[str, dict]:
-    if not file_id:
-        return {}
-    text = client.files.content(file_id).text
-    return {line["custom_id"]: line for line in map(json.loads, text.splitlines())}
+    return {line["custom_id"]: line for line in read_lines(client, file_id)}
 
 
 def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
@@ -169,23 +156,13 @@ def test_a_batch_on_a_chained_emulator_gets_the_upstream_answers(
         "bad": {"model": "gpt-4o-mini", "messages": [{"content": "no role"}]},
         "fails": {**CHAT, FAIL_FIELD: 500},
     }
-    requests = "".join(
-        json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
-        + "\n"
+    requests = [
+        {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
         for custom_id, body in bodies.items()
-    )
+    ]
 
-    with (
-        openai.OpenAI(base_url=chained.base_url, api_key=chained.api_key, max_retries=0) as client,
-        openai.OpenAI(base_url=upstream.base_url, api_key=upstream.api_key, max_retries=0) as direct,
-    ):
-        uploaded = client.files.create(
-            file=("requests.jsonl", io.BytesIO(requests.encode())), purpose="batch"
-        )
-        created = client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
-        )
-        batch = wait_until_done(client, created.id)
+    with client_for(chained) as client, client_for(upstream) as direct:
+        batch = wait_for(client, submit(client, requests).id, timeout=30)
 
         assert answered(upstream) == len(bodies) + 2  # every line went upstream; the 500 was retried twice
         assert batch.status == "completed"
