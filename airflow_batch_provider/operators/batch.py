@@ -254,11 +254,8 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 if error.status_code != 404:
                     raise
                 self.log.info("Batch %s of an earlier try no longer exists.", batch_id)
-            else:
-                if batch.status not in _NOT_REUSABLE:
-                    return batch
-                self.log.info("Batch %s of an earlier try is %s; submitting anew.", batch.id, batch.status)
-            return None
+                return None
+            return self._if_reusable(batch)
         if context["ti"].try_number <= 1:
             return None
         # No durable state (Airflow < 3.3, or a try that died before storing the id): look for
@@ -271,10 +268,14 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 break
             metadata = batch.metadata or {}
             if all(metadata.get(key) == value for key, value in identity.items()):
-                if batch.status not in _NOT_REUSABLE:
-                    return batch
-                self.log.info("Batch %s of an earlier try is %s; submitting anew.", batch.id, batch.status)
-                return None
+                return self._if_reusable(batch)
+        return None
+
+    def _if_reusable(self, batch: Batch) -> Batch | None:
+        """The batch of an earlier try, or None (and a log line) if it cannot deliver results."""
+        if batch.status not in _NOT_REUSABLE:
+            return batch
+        self.log.info("Batch %s of an earlier try is %s; submitting anew.", batch.id, batch.status)
         return None
 
     def _output_expires_after_seconds(self) -> int | None:
