@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from hook_server import Reply, ScriptedServer, api_error, batch_json, set_connection
+from hook_server import Reply, ScriptedServer, api_error, batch_json, file_json, set_connection
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks._clients import MAX_CONNECTIONS, get_client
@@ -59,13 +59,7 @@ def test_acancel_batch_does_not_retry_a_conflict(server):
 
 
 def test_aget_file(server):
-    server.script(
-        "GET",
-        "/files/f1",
-        Reply(
-            json={"id": "f1", "bytes": 3, "created_at": 1, "filename": "o.jsonl", "purpose": "batch_output"}
-        ),
-    )
+    server.script("GET", "/files/f1", Reply(json=file_json("f1", purpose="batch_output")))
 
     assert asyncio.run(OpenAIBatchHook("async_api").aget_file("f1")).purpose == "batch_output"
 
