@@ -51,7 +51,7 @@ import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from airflow_batch_provider.emulator.errors import APIError
+from airflow_batch_provider.emulator.errors import APIError, missing_parameter
 
 if TYPE_CHECKING:
     from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -170,10 +170,6 @@ def _type_name(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _missing(param: str) -> APIError:
-    return _invalid(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
-
-
 def _wrong_type(param: str, expected: str, value: object) -> APIError:
     return _invalid(
         f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
@@ -252,7 +248,7 @@ def _chat_messages(body: JSON) -> list[tuple[str, str]]:
     """Validated ``(role, text)`` pairs of a chat completions body."""
     messages = body.get("messages")
     if messages is None:
-        raise _missing("messages")
+        raise missing_parameter("messages")
     if not isinstance(messages, list):
         raise _wrong_type("messages", "an array", messages)
     if not messages:
@@ -269,7 +265,7 @@ def _chat_messages(body: JSON) -> list[tuple[str, str]]:
             raise _wrong_type(where, "an object", message)
         role = message.get("role")
         if role is None:
-            raise _missing(f"{where}.role")
+            raise missing_parameter(f"{where}.role")
         if role not in _CHAT_ROLES:
             supported = ", ".join(f"'{name}'" for name in _CHAT_ROLES[:-1])
             raise _invalid(
@@ -282,12 +278,12 @@ def _chat_messages(body: JSON) -> list[tuple[str, str]]:
             if role not in _CONTENT_OPTIONAL_ROLES or not (
                 message.get("tool_calls") or message.get("function_call")
             ):
-                raise _missing(f"{where}.content")
+                raise missing_parameter(f"{where}.content")
             text = ""
         else:
             text = _content_text(content, f"{where}.content")
         if role == "tool" and not message.get("tool_call_id"):
-            raise _missing(f"{where}.tool_call_id")
+            raise missing_parameter(f"{where}.tool_call_id")
         pairs.append((role, text))
     return pairs
 
@@ -304,7 +300,7 @@ def _response_input(body: JSON) -> list[tuple[str, str]]:
     if items is None:
         if body.get("previous_response_id") or body.get("conversation"):
             return pairs
-        raise _missing("input")
+        raise missing_parameter("input")
     if isinstance(items, str):
         return [*pairs, ("user", items)]
     if not isinstance(items, list):
@@ -325,9 +321,9 @@ def _response_input(body: JSON) -> list[tuple[str, str]]:
             pairs.append(("tool", str(item.get("output", ""))))
             continue
         if "role" not in item:
-            raise _missing(f"{where}.role")
+            raise missing_parameter(f"{where}.role")
         if "content" not in item:
-            raise _missing(f"{where}.content")
+            raise missing_parameter(f"{where}.content")
         pairs.append((item["role"], _content_text(item["content"], f"{where}.content")))
     return pairs
 
@@ -345,7 +341,7 @@ def _texts(
     """
     value = body.get(param)
     if value is None:
-        raise _missing(param)
+        raise missing_parameter(param)
     invalid = _invalid(
         f"'$.{param}' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
     )
