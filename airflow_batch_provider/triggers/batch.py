@@ -197,7 +197,7 @@ class OpenAIBatchTrigger(BaseTrigger):
                 delay = max(0.0, poll_started + self.poll_interval - time.monotonic())
                 retry_delay = min(1.0, self.poll_interval)
 
-            if self._until_deadline(1.0) <= 0:
+            if self.deadline is not None and time.time() >= self.deadline:
                 status = batch.status if batch is not None else "unknown"
                 yield self._event(
                     EVENT_TIMEOUT, f"Batch {self.batch_id} is still {status} at the sensor's deadline.", batch
