@@ -429,9 +429,10 @@ def _parse(
     try:
         return model.model_validate_json(response.content)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
         raise OpenAIBatchAPIError(
             f"{action}: {settings.base_url} answered with something that is not a {model.__name__}: "
-            f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc'])) or 'top level'}. "
+            f"{first['msg']} at {'.'.join(map(str, first['loc'])) or 'top level'}. "
             f"Check that the Base URL of connection {settings.conn_id!r} points at an OpenAI-compatible API.",
             # The answer's own (2xx) status: for the retry rules, an error waiting will not fix.
             status_code=response.status_code,
