@@ -66,7 +66,7 @@ def test_concurrent_clients(emulator) -> None:  # type: ignore[no-untyped-def]
         with httpx.Client(base_url=emulator.base_url, headers=headers) as http:
             for _ in range(10):
                 response = http.post(
-                    "/v1/batches".removeprefix("/v1"),
+                    "/batches",
                     json={
                         "input_file_id": file_id,
                         "endpoint": "/v1/chat/completions",
