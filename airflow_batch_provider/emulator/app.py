@@ -72,7 +72,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     app.include_router(batches_router(store, worker, settings))
     app.include_router(files_router(store))
-    app.include_router(inference.router(executor), prefix="")
+    app.include_router(inference.router(executor))
     app.include_router(page_router(store))
     if settings.enable_admin:
         app.include_router(admin_router(faults))
