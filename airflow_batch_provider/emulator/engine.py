@@ -51,7 +51,7 @@ import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_result, stop_after_attempt
 
-from airflow_batch_provider.emulator.errors import APIError, missing_parameter
+from airflow_batch_provider.emulator.errors import APIError, json_type_name, missing_parameter
 
 if TYPE_CHECKING:
     from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -155,24 +155,9 @@ def _invalid(message: str, param: str | None = None, code: str | None = None) ->
     return APIError(400, message, param=param, code=code)
 
 
-_JSON_TYPE_NAMES = {
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a decimal",
-    list: "an array",
-    dict: "an object",
-    type(None): "null",
-}
-
-
-def _type_name(value: object) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
 def _wrong_type(param: str, expected: str, value: object) -> APIError:
     return _invalid(
-        f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)} instead.",
+        f"Invalid type for '{param}': expected {expected}, but got {json_type_name(value)} instead.",
         param=param,
         code="invalid_type",
     )
@@ -516,7 +501,8 @@ class LocalExecutor:
         if handler is None:
             return _failed(APIError(404, f"Invalid URL (POST {url})"))
         if not isinstance(body, dict):
-            return _failed(_invalid(f"Invalid type for body: expected an object, got {_type_name(body)}."))
+            message = f"Invalid type for body: expected an object, got {json_type_name(body)}."
+            return _failed(_invalid(message))
         try:
             model = _model(body, _DEFAULT_MODERATION_MODEL if url == "/v1/moderations" else None)
             status = _forced_status(body, model)
