@@ -25,6 +25,7 @@ from airflow_batch_provider.models import Batch, BatchRequest, BatchResult, Batc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk.types import Logger
 
 #: XCom key under which the submit operator pushes the id of the uploaded input file.
 INPUT_FILE_ID_XCOM_KEY = "input_file_id"
@@ -68,6 +69,16 @@ def _fit_value(value: str) -> str:
     if len(value) <= METADATA_MAX_VALUE_LENGTH:
         return value
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def cancel_batch_on_kill(hook: OpenAIBatchHook, batch_id: str, log: Logger) -> None:
+    """Cancel the batch of a killed task; a failure (409: it ended meanwhile) is only logged."""
+    try:
+        batch = hook.cancel_batch(batch_id)
+    except OpenAIBatchAPIError as error:
+        log.warning("Could not cancel batch %s: %s", batch_id, error)
+    else:
+        log.info("Cancelled batch %s on kill: it is now %s.", batch_id, batch.status)
 
 
 def _check_metadata(metadata: Mapping[str, Any], task_id: str) -> None:
@@ -229,14 +240,8 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         return batch.id
 
     def on_kill(self) -> None:
-        if not (self.cancel_on_kill and self.batch_id):
-            return
-        try:
-            batch = self.hook.cancel_batch(self.batch_id)
-        except OpenAIBatchAPIError as error:
-            self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
-        else:
-            self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
+        if self.cancel_on_kill and self.batch_id:
+            cancel_batch_on_kill(self.hook, self.batch_id, self.log)
 
     @staticmethod
     def _run_identity(context: Context) -> dict[str, str]:

@@ -16,6 +16,7 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
 from airflow_batch_provider.models import Batch, BatchStatus
+from airflow_batch_provider.operators.batch import cancel_batch_on_kill
 from airflow_batch_provider.triggers.batch import (
     EVENT_TERMINAL,
     EVENT_TIMEOUT,
@@ -155,15 +156,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
         return batch
 
     def on_kill(self) -> None:
-        if not self.cancel_on_kill:
-            return
-        try:
-            batch = self.hook.cancel_batch(self.batch_id)
-        except OpenAIBatchAPIError as error:
-            # 409: the batch ended before the cancel arrived; nothing left to stop.
-            self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
-        else:
-            self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
+        if self.cancel_on_kill:
+            cancel_batch_on_kill(self.hook, self.batch_id, self.log)
 
     def _push_url(self, context: Context) -> None:
         # Pushed even when None (no known page), so that the link finds a value either way.
