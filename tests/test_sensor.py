@@ -1,4 +1,4 @@
-"""OpenAIBatchSensor's parts that need no running batch: the progress line, arguments, trigger events.
+"""OpenAIBatchSensor's parts: the progress line, arguments, trigger events, and on_kill (poke mode).
 
 The sensor's outcomes against real batches are tested in tests/dags/test_workflow.py.
 """
@@ -92,3 +92,30 @@ def test_trigger_timeout_event_is_a_sensor_timeout() -> None:
 
     with pytest.raises(AirflowSensorTimeout, match="still in_progress"):
         sensor.execute_complete({}, event)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cancel_on_kill", [True, False])
+def test_on_kill_cancels_the_batch_unless_told_not_to(
+    make_emulator, emulator_conn, tmp_path, cancel_on_kill: bool
+) -> None:
+    from airflow_batch_provider import jsonl
+    from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+
+    emulator_conn(make_emulator(request_delay=2, concurrency=1))
+    hook = OpenAIBatchHook()
+    request = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    }
+    jsonl.write_requests([request], tmp_path / "in.jsonl")
+    batch = hook.create_batch(hook.upload_file(tmp_path / "in.jsonl").id, "/v1/chat/completions")
+    sensor = OpenAIBatchSensor(
+        task_id="wait", batch_id=batch.id, deferrable=False, cancel_on_kill=cancel_on_kill
+    )
+
+    sensor.on_kill()
+
+    cancelled = hook.get_batch(batch.id).status in ("cancelling", "cancelled")
+    assert cancelled is cancel_on_kill
