@@ -17,7 +17,7 @@ from hook_server import Reply, ScriptedServer, set_connection
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
-from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
+from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger, shared_hook
 
 
 def submit(server: EmulatorServer, tmp_path: Any, requests: int = 5) -> str:
@@ -180,6 +180,21 @@ def test_deadline_ends_the_wait_with_a_timeout(make_emulator, emulator_conn, tmp
     assert [event["status"] for event in events] == ["timeout"]
     assert events[0]["batch"]["status"] in ("validating", "in_progress")
     assert "deadline" in events[0]["message"]
+
+
+def test_triggers_of_one_loop_share_a_hook_per_connection(emulator, emulator_conn) -> None:
+    emulator_conn(emulator)
+
+    async def hooks() -> list[OpenAIBatchHook]:
+        # Started together, before any has read the connection: one read serves them all.
+        started = await asyncio.gather(*(shared_hook("openai_batch_default") for _ in range(5)))
+        return [*started, await shared_hook("openai_batch_default")]
+
+    first_loop, second_loop = asyncio.run(hooks()), asyncio.run(hooks())
+
+    assert all(hook is first_loop[0] for hook in first_loop)
+    assert all(hook is second_loop[0] for hook in second_loop)
+    assert first_loop[0] is not second_loop[0]  # a hook's clients cannot outlive its loop
 
 
 @pytest.mark.parametrize("cancel_on_kill", [True, False])
