@@ -34,24 +34,13 @@ from pydantic import BaseModel, ValidationError
 
 from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.models import BatchError, BatchRequest, BatchResult
-
-SUPPORTED_ENDPOINTS: tuple[str, ...] = (
-    "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/completions",
-    "/v1/moderations",
+from airflow_batch_provider.rules import (
+    EMBEDDINGS_ENDPOINT,
+    MAX_EMBEDDING_INPUTS,
+    MAX_FILE_BYTES,
+    MAX_REQUESTS,
+    SUPPORTED_ENDPOINTS,
 )
-"""The endpoints a batch may target; the one list the provider and the emulator use."""
-
-MAX_REQUESTS = 50_000
-"""Most requests (lines) one input file may hold."""
-MAX_FILE_BYTES = 200 * 1024 * 1024
-"""Largest input file, in bytes."""
-MAX_EMBEDDING_INPUTS = 50_000
-"""Most embedding inputs, summed over every request, of one ``/v1/embeddings`` batch."""
-
-EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 
 _Line = TypeVar("_Line", BatchRequest, BatchResult)
 

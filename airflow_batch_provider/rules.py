@@ -1,0 +1,113 @@
+"""The Batch API's rules in one place: endpoints, limits, statuses and the retry protocol.
+
+The client, the validator (:mod:`airflow_batch_provider.jsonl`), the operators and the emulator
+all read them from here, so that they agree. Nothing here imports Airflow or an HTTP library.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+from airflow_batch_provider.models import BatchStatus
+
+# -- endpoints and windows --
+
+SUPPORTED_ENDPOINTS: tuple[str, ...] = (
+    "/v1/responses",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/moderations",
+)
+"""The endpoints a batch may target."""
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+COMPLETION_WINDOWS: tuple[str, ...] = ("24h",)
+"""The completion windows the API accepts."""
+
+# -- input files --
+
+MAX_REQUESTS = 50_000
+"""Most requests (lines) one input file may hold."""
+MAX_FILE_BYTES = 200 * 1024 * 1024
+"""Largest input file, in bytes."""
+MAX_EMBEDDING_INPUTS = 50_000
+"""Most embedding inputs, summed over every request, of one ``/v1/embeddings`` batch."""
+
+# -- metadata and retention --
+
+METADATA_MAX_KEYS = 16
+METADATA_MAX_KEY_LENGTH = 64
+METADATA_MAX_VALUE_LENGTH = 512
+OUTPUT_EXPIRY_MIN_SECONDS = 60 * 60
+"""Shortest ``output_expires_after.seconds`` the API accepts (one hour)."""
+OUTPUT_EXPIRY_MAX_SECONDS = 30 * 24 * 60 * 60
+"""Longest ``output_expires_after.seconds`` the API accepts (thirty days)."""
+DEFAULT_OUTPUT_RETENTION_SECONDS = 30 * 24 * 60 * 60
+"""How long output and error files are kept when the batch does not say."""
+
+# -- statuses --
+
+TERMINAL_STATUSES = frozenset(status for status in BatchStatus if status.is_terminal)
+"""completed, failed, expired, cancelled: the batch will not change again."""
+IN_PROGRESS_STATUSES = frozenset(status for status in BatchStatus if status.is_in_progress)
+"""validating, in_progress, finalizing, cancelling."""
+UNCANCELLABLE_STATUSES = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED})
+"""Cancelling a batch in one of these answers 409 (a cancelled batch may be cancelled again)."""
+RESULTLESS_STATUSES = frozenset(
+    {BatchStatus.FAILED, BatchStatus.CANCELLING, BatchStatus.CANCELLED, BatchStatus.EXPIRED}
+)
+"""A batch in one of these will deliver no more results: a retried task submits a new one."""
+
+# -- the retry protocol --
+
+
+def is_retryable_status(status_code: int) -> bool:
+    """408, 429 and every 5xx are worth another try; other errors are not."""
+    return status_code in (408, 429) or status_code >= 500
+
+
+def should_retry(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Whether an error answer is worth another try: ``x-should-retry`` wins over the status."""
+    header = headers.get("x-should-retry")
+    if header == "true":
+        return True
+    if header == "false":
+        return False
+    return is_retryable_status(status_code)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait before the next try, from ``retry-after-ms`` or else ``Retry-After``.
+
+    ``Retry-After`` may be a number of seconds or an HTTP date. Returns None when neither
+    header is present or parseable.
+
+    :param headers: the answer's headers (a case-insensitive mapping).
+    :param now: the current time for an HTTP date (default: the clock).
+    """
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# -- the emulator --
+
+EMULATOR_BATCH_PAGE = "/batches/{batch_id}"
+"""Path, below the emulator's root, of a batch's HTML page (the operators' extra link)."""
