@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow (entry point ``apache_airflow_provider``)."""
-    from airflow_batch_provider.hooks._connection import connection_type_info
+    from airflow_batch_provider.hooks.connection import connection_type_info
 
     return {
         "package-name": "airflow-batch-provider",

@@ -8,9 +8,10 @@ import logging
 import pytest
 from hook_server import Reply, ScriptedServer, api_error, batch_json, file_json, set_connection
 
+from airflow_batch_provider.client.errors import TransientError
+from airflow_batch_provider.client.pool import MAX_CONNECTIONS, shared_http_client
+from airflow_batch_provider.client.retry import RetryPolicy
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
-from airflow_batch_provider.hooks._clients import MAX_CONNECTIONS, get_client
-from airflow_batch_provider.hooks._http import RetryPolicy, TransientError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import BatchStatus
 
@@ -103,7 +104,7 @@ def test_hooks_of_one_connection_share_one_client_and_one_socket(server):
         for _ in range(5):
             hook = OpenAIBatchHook("async_api")
             await hook.aget_batch("b1")
-            clients.add(id(await get_client(await hook.aget_settings())))
+            clients.add(id(await shared_http_client(await hook.aget_settings())))
         return clients
 
     clients = asyncio.run(poll_with_fresh_hooks())
@@ -131,7 +132,7 @@ def test_clients_close_when_their_event_loop_shuts_down(server):
     async def poll():
         hook = OpenAIBatchHook("async_api")
         await hook.aget_batch("b1")
-        return await get_client(await hook.aget_settings())
+        return await shared_http_client(await hook.aget_settings())
 
     first_loop_client = asyncio.run(poll())
     second_loop_client = asyncio.run(poll())
@@ -147,10 +148,10 @@ def test_aclose_closes_the_shared_client(server):
     async def poll_close_poll():
         hook = OpenAIBatchHook("async_api")
         await hook.aget_batch("b1")
-        before = await get_client(await hook.aget_settings())
+        before = await shared_http_client(await hook.aget_settings())
         await hook.aclose()
         await hook.aget_batch("b1")
-        return before, await get_client(await hook.aget_settings())
+        return before, await shared_http_client(await hook.aget_settings())
 
     before, after = asyncio.run(poll_close_poll())
 

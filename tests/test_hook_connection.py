@@ -7,7 +7,7 @@ import socket
 import pytest
 from hook_server import Reply, ScriptedServer, api_error, set_connection
 
-from airflow_batch_provider.hooks._connection import DEFAULT_BASE_URL
+from airflow_batch_provider.client.settings import DEFAULT_BASE_URL
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 
 API_KEY = "sk-connection-secret-abcdef123456"

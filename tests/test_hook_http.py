@@ -16,8 +16,8 @@ import pytest
 import python_multipart
 from hook_server import Reply, ScriptedServer, api_error, batch_json, file_json, set_connection
 
+from airflow_batch_provider.client.multipart import CHUNK_SIZE, MultipartFileBody
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
-from airflow_batch_provider.hooks._multipart import CHUNK_SIZE, MultipartFileBody
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import BatchStatus
 

@@ -5,15 +5,14 @@ What the operators do against the API is tested in tests/dags/test_workflow.py.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_batch_provider.operators.batch import (
-    OpenAIBatchResultsOperator,
-    OpenAIBatchSubmitOperator,
-    _fit_value,
-)
+from airflow_batch_provider.operators.batch import OpenAIBatchResultsOperator, OpenAIBatchSubmitOperator
+from airflow_batch_provider.utils import run_identity
 
 REQUESTS = [{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}]
 
@@ -70,11 +69,15 @@ def test_templated_fields() -> None:
 
 
 def test_long_identity_values_are_hashed_within_the_limit() -> None:
-    assert _fit_value("manual__2025") == "manual__2025"
-    hashed = _fit_value("r" * 600)
+    def identity(run_id: str) -> dict[str, str]:
+        return run_identity(SimpleNamespace(dag_id="d", run_id=run_id, task_id="t", map_index=-1))
+
+    assert identity("manual__2025")["airflow_run_id"] == "manual__2025"
+    hashed = identity("r" * 600)["airflow_run_id"]
     assert hashed.startswith("sha256:")
     assert len(hashed) <= 512
-    assert hashed == _fit_value("r" * 600) != _fit_value("r" * 601)
+    assert hashed == identity("r" * 600)["airflow_run_id"] != identity("r" * 601)["airflow_run_id"]
+    assert identity("r")["airflow_map_index"] == "-1"
 
 
 def test_results_operator_needs_a_sensor_or_file_ids() -> None:

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
-from airflow_batch_provider.triggers.batch import format_progress
+from airflow_batch_provider.utils import format_progress
 
 NOW = 1_800_000_000.0
 

@@ -15,9 +15,10 @@ from airflow.sdk.serde import deserialize, serialize
 from hook_server import Reply, ScriptedServer, set_connection
 
 from airflow_batch_provider import jsonl
+from airflow_batch_provider.client.pool import shared_http_client
 from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
-from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger, shared_hook
+from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
 
 
 def submit(server: EmulatorServer, tmp_path: Any, requests: int = 5) -> str:
@@ -182,19 +183,31 @@ def test_deadline_ends_the_wait_with_a_timeout(make_emulator, emulator_conn, tmp
     assert "deadline" in events[0]["message"]
 
 
-def test_triggers_of_one_loop_share_a_hook_per_connection(emulator, emulator_conn) -> None:
+def test_triggers_of_one_loop_share_a_connection_reading_and_a_client(
+    emulator, emulator_conn, monkeypatch
+) -> None:
     emulator_conn(emulator)
+    readings = []
+    read = OpenAIBatchHook._read_settings
 
-    async def hooks() -> list[OpenAIBatchHook]:
-        # Started together, before any has read the connection: one read serves them all.
-        started = await asyncio.gather(*(shared_hook("openai_batch_default") for _ in range(5)))
-        return [*started, await shared_hook("openai_batch_default")]
+    async def counted_read(self):
+        readings.append(self.conn_id)
+        return await read(self)
 
-    first_loop, second_loop = asyncio.run(hooks()), asyncio.run(hooks())
+    monkeypatch.setattr(OpenAIBatchHook, "_read_settings", counted_read)
 
-    assert all(hook is first_loop[0] for hook in first_loop)
-    assert all(hook is second_loop[0] for hook in second_loop)
-    assert first_loop[0] is not second_loop[0]  # a hook's clients cannot outlive its loop
+    async def settings_and_clients() -> list[tuple[object, object]]:
+        # Started together, before any has read the connection: one reading serves them all.
+        triggers = [OpenAIBatchTrigger("openai_batch_default", "b") for _ in range(6)]
+        settings = await asyncio.gather(*(trigger.hook.aget_settings() for trigger in triggers))
+        return [(each, await shared_http_client(each)) for each in settings]
+
+    first_loop, second_loop = asyncio.run(settings_and_clients()), asyncio.run(settings_and_clients())
+
+    assert readings == ["openai_batch_default"] * 2  # once per loop
+    assert all(pair[0] is first_loop[0][0] and pair[1] is first_loop[0][1] for pair in first_loop)
+    assert all(pair[1] is second_loop[0][1] for pair in second_loop)
+    assert first_loop[0][1] is not second_loop[0][1]  # clients cannot outlive their loop
 
 
 @pytest.mark.parametrize("cancel_on_kill", [True, False])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,64 +19,35 @@ from airflow_batch_provider import jsonl
 from airflow_batch_provider.exceptions import BatchInputError, OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
-from airflow_batch_provider.models import Batch, BatchRequest, BatchResult, BatchStatus, RequestCounts
+from airflow_batch_provider.models import Batch, BatchRequest, BatchResult, RequestCounts
+from airflow_batch_provider.rules import (
+    METADATA_MAX_KEY_LENGTH,
+    METADATA_MAX_KEYS,
+    METADATA_MAX_VALUE_LENGTH,
+    RESULTLESS_STATUSES,
+)
+from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+from airflow_batch_provider.utils import (
+    ERROR_FILE_ID_XCOM_KEY,
+    REQUEST_COUNTS_XCOM_KEY,
+    RUN_IDENTITY_KEYS,
+    cancel_batch_on_kill,
+    local_path,
+    run_identity,
+    safe_name,
+    to_path,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
-    from airflow.sdk.types import Logger
 
 #: XCom key under which the submit operator pushes the id of the uploaded input file.
 INPUT_FILE_ID_XCOM_KEY = "input_file_id"
 #: Durable task state key (Airflow 3.3+) holding the batch a task instance created.
 BATCH_ID_STATE_KEY = "openai_batch_id"
 
-# The Batch API's metadata limits.
-METADATA_MAX_KEYS = 16
-METADATA_MAX_KEY_LENGTH = 64
-METADATA_MAX_VALUE_LENGTH = 512
-#: Metadata keys the submit operator sets to the Airflow run identity of the batch.
-RUN_IDENTITY_KEYS = ("airflow_dag_id", "airflow_run_id", "airflow_task_id", "airflow_map_index")
-
-# A batch in one of these states will not produce results: a retry submits a new one.
-_NOT_REUSABLE = frozenset(
-    {BatchStatus.FAILED, BatchStatus.CANCELLING, BatchStatus.CANCELLED, BatchStatus.EXPIRED}
-)
 # Clocks of Airflow and of the API may disagree; look a little before the run started.
 _CLOCK_SKEW = timedelta(minutes=10)
-
-
-def _to_path(location: str | os.PathLike[str] | ObjectStoragePath) -> Path | ObjectStoragePath:
-    """A local ``Path``, or an ``ObjectStoragePath`` for a URI such as ``s3://bucket/key``."""
-    from airflow.sdk import ObjectStoragePath
-
-    if isinstance(location, ObjectStoragePath):
-        return location
-    text = os.fspath(location)
-    return ObjectStoragePath(text) if "://" in text else Path(text)
-
-
-def _local_path(path: Path | ObjectStoragePath) -> Path | None:
-    """The path on this machine's file system, or None for remote object storage."""
-    if isinstance(path, Path):
-        return path
-    return Path(path.path) if path.protocol in ("file", "local") else None
-
-
-def _fit_value(value: str) -> str:
-    """The value itself, or a digest of it when it is too long for a metadata value."""
-    if len(value) <= METADATA_MAX_VALUE_LENGTH:
-        return value
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-
-
-def cancel_batch_on_kill(hook: OpenAIBatchHook, batch_id: str, log: Logger) -> None:
-    """Cancel the batch of a killed task; a failure (409: it ended meanwhile) is only logged."""
-    try:
-        batch = hook.cancel_batch(batch_id)
-    except OpenAIBatchAPIError as error:
-        log.warning("Could not cancel batch %s: %s", batch_id, error)
-    else:
-        log.info("Cancelled batch %s on kill: it is now %s.", batch_id, batch.status)
 
 
 def _check_metadata(metadata: Mapping[str, Any], task_id: str) -> None:
@@ -201,7 +170,7 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         return OpenAIBatchHook(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> str:
-        identity = self._run_identity(context)
+        identity = run_identity(context["ti"])
         batch = self._find_earlier_batch(context, identity)
         if batch is not None:
             self.log.info(
@@ -243,12 +212,6 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         if self.cancel_on_kill and self.batch_id:
             cancel_batch_on_kill(self.hook, self.batch_id, self.log)
 
-    @staticmethod
-    def _run_identity(context: Context) -> dict[str, str]:
-        ti = context["ti"]
-        values = (ti.dag_id, ti.run_id, ti.task_id, str(ti.map_index))
-        return {key: _fit_value(value) for key, value in zip(RUN_IDENTITY_KEYS, values, strict=True)}
-
     def _find_earlier_batch(self, context: Context, identity: Mapping[str, str]) -> Batch | None:
         """The batch an earlier try of this task instance created, if it can still deliver."""
         store = context.get("task_state_store")
@@ -278,7 +241,7 @@ class OpenAIBatchSubmitOperator(BaseOperator):
 
     def _if_reusable(self, batch: Batch) -> Batch | None:
         """The batch of an earlier try, or None (and a log line) if it cannot deliver results."""
-        if batch.status not in _NOT_REUSABLE:
+        if batch.status not in RESULTLESS_STATUSES:
             return batch
         self.log.info("Batch %s of an earlier try is %s; submitting anew.", batch.id, batch.status)
         return None
@@ -299,8 +262,8 @@ class OpenAIBatchSubmitOperator(BaseOperator):
     def _upload_input(self, context: Context) -> str:
         """Validate the input (unless told not to), upload it and return its file id."""
         if self.input_path is not None:
-            path = _to_path(self.input_path)
-            local = _local_path(path)
+            path = to_path(self.input_path)
+            local = local_path(path)
             if self.validate:
                 if local is not None:
                     count = self._validate(local, str(path))
@@ -329,10 +292,6 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 uploaded = self.hook.upload_file(path, purpose="batch")
         self.log.info("Uploaded input file %s (%s bytes).", uploaded.id, uploaded.bytes)
         return uploaded.id
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 class OpenAIBatchResultsOperator(BaseOperator):
@@ -445,17 +404,20 @@ class OpenAIBatchResultsOperator(BaseOperator):
             sensor = self.sensor_task_id or self._upstream_sensor()
             ti = context["ti"]
             output_file_id = ti.xcom_pull(task_ids=sensor)
-            error_file_id = ti.xcom_pull(task_ids=sensor, key="error_file_id")
+            error_file_id = ti.xcom_pull(task_ids=sensor, key=ERROR_FILE_ID_XCOM_KEY)
             if counts is None:
-                counts = ti.xcom_pull(task_ids=sensor, key="request_counts")
+                counts = ti.xcom_pull(task_ids=sensor, key=REQUEST_COUNTS_XCOM_KEY)
         if counts is not None and not isinstance(counts, RequestCounts):
             counts = RequestCounts.model_validate(counts)
         return output_file_id or None, error_file_id or None, counts
 
     def _upstream_sensor(self) -> str:
-        from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
-
-        sensors = [task.task_id for task in self.upstream_list if isinstance(task, OpenAIBatchSensor)]
+        sensors = [
+            task.task_id
+            for task in self.upstream_list
+            # A mapped sensor is a MappedOperator whose operator_class is the sensor.
+            if issubclass(getattr(task, "operator_class", type(task)), OpenAIBatchSensor)
+        ]
         if len(sensors) != 1:
             raise AirflowFailException(
                 f"Task {self.task_id!r}: found {len(sensors)} OpenAIBatchSensor(s) directly upstream; "
@@ -465,24 +427,24 @@ class OpenAIBatchResultsOperator(BaseOperator):
 
     def _destination(self, context: Context) -> Path | ObjectStoragePath:
         if self.destination is not None:
-            return _to_path(self.destination)
+            return to_path(self.destination)
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1
         task = ti.task_id if map_index < 0 else f"{ti.task_id}-{map_index}"
         return (
             Path(tempfile.gettempdir())
             / "airflow-batch-results"
-            / _safe_name(ti.dag_id)
-            / _safe_name(ti.run_id)
-            / _safe_name(task)
+            / safe_name(ti.dag_id)
+            / safe_name(ti.run_id)
+            / safe_name(task)
         )
 
     def _download(
         self, file_id: str, destination: Path | ObjectStoragePath, scratch: Path
     ) -> tuple[Path, Path | ObjectStoragePath]:
         """Download to the destination; return a local copy to read and the final location."""
-        name = f"{_safe_name(file_id)}.jsonl"
-        local_dir = _local_path(destination)
+        name = f"{safe_name(file_id)}.jsonl"
+        local_dir = local_path(destination)
         if local_dir is not None:
             local_dir.mkdir(parents=True, exist_ok=True)
             local = self.hook.download_file(file_id, local_dir / name)

@@ -16,22 +16,18 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
 from airflow_batch_provider.models import Batch, BatchStatus
-from airflow_batch_provider.operators.batch import cancel_batch_on_kill
-from airflow_batch_provider.triggers.batch import (
-    EVENT_TERMINAL,
-    EVENT_TIMEOUT,
-    OpenAIBatchTrigger,
+from airflow_batch_provider.triggers.batch import EVENT_TERMINAL, EVENT_TIMEOUT, OpenAIBatchTrigger
+from airflow_batch_provider.utils import (
+    BATCH_XCOM_KEY,
+    ERROR_FILE_ID_XCOM_KEY,
+    REQUEST_COUNTS_XCOM_KEY,
+    cancel_batch_on_kill,
     format_progress,
     is_transient,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: XCom keys the sensor pushes beside its return value (``output_file_id``).
-ERROR_FILE_ID_XCOM_KEY = "error_file_id"
-REQUEST_COUNTS_XCOM_KEY = "request_counts"
-BATCH_XCOM_KEY = "batch"
 
 # The trigger ends the wait at the sensor's timeout with a clear message; Airflow's own
 # deferral timeout is only the backstop for a trigger that never fires.
