@@ -158,9 +158,15 @@ def wrk_load(url: str, seconds: float, connections: int) -> tuple[float, str] | 
     if wrk is None:
         return None
     command = [
-        wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-        "-H", f"Authorization: Bearer {API_KEY}", url,
-    ]  # fmt: skip
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {API_KEY}",
+        url,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
@@ -310,9 +316,19 @@ def main() -> int:
     quiet_http_logs()
 
     emulator = EmulatorProcess(
-        "--api-key", API_KEY, "--log-level", "warning",
-        "--validation-delay", "0", "--request-delay", "0", "--finalizing-delay", "0", "--concurrency", "64",
-    )  # fmt: skip
+        "--api-key",
+        API_KEY,
+        "--log-level",
+        "warning",
+        "--validation-delay",
+        "0",
+        "--request-delay",
+        "0",
+        "--finalizing-delay",
+        "0",
+        "--concurrency",
+        "64",
+    )
     with emulator, openai.OpenAI(base_url=emulator.base_url, api_key=API_KEY, max_retries=0) as client:
         rows = measure_status_reads(client, emulator, args.seconds, args.connections)
         rows += measure_batch(client, args.requests)

@@ -344,11 +344,21 @@ def main() -> int:
     from airflow_batch_provider.emulator.server import EmulatorProcess
 
     emulator = EmulatorProcess(
-        "--api-key", API_KEY, "--log-level", "warning",
-        "--validation-delay", str(VALIDATION_DELAY), "--request-delay", str(REQUEST_DELAY),
-        "--concurrency", "1", "--finalizing-delay", "0.2",
-        "--fault", f"GET /v1/batches/*:latency={LATENCY}",
-    )  # fmt: skip
+        "--api-key",
+        API_KEY,
+        "--log-level",
+        "warning",
+        "--validation-delay",
+        str(VALIDATION_DELAY),
+        "--request-delay",
+        str(REQUEST_DELAY),
+        "--concurrency",
+        "1",
+        "--finalizing-delay",
+        "0.2",
+        "--fault",
+        f"GET /v1/batches/*:latency={LATENCY}",
+    )
     with tempfile.TemporaryDirectory() as home:
         emulator.start()
         try:

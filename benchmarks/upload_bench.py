@@ -176,9 +176,20 @@ def run_child(kind: str, base_url: str, path: Path, env: dict[str, str]) -> dict
 def run_curl(base_url: str, path: Path) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(
-        ["curl", "-sS", "-o", "/dev/null", "-H", "Expect:", "-F", "purpose=batch", "-F", f"file=@{path}",
-         f"{base_url}/files"],
-    )  # fmt: skip
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Expect:",
+            "-F",
+            "purpose=batch",
+            "-F",
+            f"file=@{path}",
+            f"{base_url}/files",
+        ],
+    )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if status != 0:

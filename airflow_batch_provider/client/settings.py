@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from airflow_batch_provider import __version__
 from airflow_batch_provider.rules import EMULATOR_BATCH_PAGE
+from airflow_batch_provider.version import __version__
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0

@@ -7,11 +7,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from airflow.sdk import DAG, task
 
-from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.operators.batch import (
     BATCH_ID_STATE_KEY,
@@ -19,40 +17,10 @@ from airflow_batch_provider.operators.batch import (
     OpenAIBatchSubmitOperator,
 )
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+from tests.support.emulator import api, batches_of, set_faults
+from tests.support.requests import chat_request
 
 START = datetime(2025, 1, 1)
-
-
-def chat(custom_id: str, text: str = "hello") -> dict[str, Any]:
-    return {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
-    }
-
-
-def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the emulator at ``path`` below its root (``/v1/...``, ``/_emulator/...``)."""
-    response = httpx.request(
-        method,
-        f"{server.url}{path}",
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        timeout=10,
-        **kwargs,
-    )
-    response.raise_for_status()
-    return response.json()
-
-
-def batches_of(server: EmulatorServer, dag_id: str) -> list[dict[str, Any]]:
-    batches = api(server, "GET", "/v1/batches", params={"limit": 100})["data"]
-    return [batch for batch in batches if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id]
-
-
-def faults(server: EmulatorServer, method: str, **kwargs: Any) -> Any:
-    """Read or change the emulator's injected faults through its admin endpoint."""
-    return api(server, method, "/_emulator/faults", **kwargs)
 
 
 #: Requests one after the other, so a batch of a few runs long enough for the sensor to defer.
@@ -64,8 +32,10 @@ EXPIRING = {"completion_window_seconds": 1.5, "request_delay": 0.4, "concurrency
 def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secret) -> None:
     server = make_emulator(**SLOW)
     emulator_conn(server)
-    requests = [chat(f"ok-{n}") for n in range(5)]
-    requests.append({**chat("no-messages"), "body": {"model": "gpt-4o-mini"}})  # the endpoint answers 400
+    requests = [chat_request(f"ok-{n}") for n in range(5)]
+    requests.append(
+        {**chat_request("no-messages"), "body": {"model": "gpt-4o-mini"}}
+    )  # the endpoint answers 400
     with DAG("wf_deferred_success", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=requests, metadata={"team": "ml"})
         wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.3)
@@ -103,9 +73,9 @@ def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, a
     emulator_conn(emulator)
     files_before = len(api(emulator, "GET", "/v1/files")["data"])
     requests = [
-        chat("a"),
+        chat_request("a"),
         {"method": "POST", "url": "/v1/chat/completions", "body": {"model": "gpt-4o-mini"}},
-        {**chat("c"), "url": "/v1/embeddings"},
+        {**chat_request("c"), "url": "/v1/embeddings"},
     ]
     with DAG("wf_invalid_requests", schedule=None, start_date=START) as dag:
         OpenAIBatchSubmitOperator(task_id="submit", requests=requests, retries=2, retry_delay=timedelta(0))
@@ -125,9 +95,11 @@ def test_batch_failed_by_the_api_lists_every_error(
 ) -> None:
     emulator_conn(emulator)
     path = tmp_path / "requests.jsonl"
-    path.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
-                    "this is not json\n"
-                    '{"method": "POST", "url": "/v1/chat/completions", "body": {}}\n')  # fmt: skip
+    path.write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+        "this is not json\n"
+        '{"method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+    )
     with DAG("wf_api_validation", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", input_path=str(path), validate=False)
         OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
@@ -147,7 +119,9 @@ def test_expired_fails_unless_partial_results_are_allowed(
     server = make_emulator(**EXPIRING)
     emulator_conn(server)
     with DAG("wf_expired", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
+        submit = OpenAIBatchSubmitOperator(
+            task_id="submit", requests=[chat_request(f"r{n}") for n in range(8)]
+        )
         strict = OpenAIBatchSensor(task_id="strict", batch_id=submit.output, poll_interval=0.3)
         partial = OpenAIBatchSensor(
             task_id="partial", batch_id=submit.output, poll_interval=0.3, allow_partial=True
@@ -185,7 +159,9 @@ def test_cancelled_fails_unless_partial_results_are_allowed(
     server = make_emulator(**SLOW)
     emulator_conn(server)
     with DAG("wf_cancelled", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(20)])
+        submit = OpenAIBatchSubmitOperator(
+            task_id="submit", requests=[chat_request(f"r{n}") for n in range(20)]
+        )
         cancelled = cancel(submit.output)
         for task_id, allow_partial in (("strict", False), ("partial", True)):
             sensor = OpenAIBatchSensor(
@@ -218,18 +194,20 @@ def test_sensor_rides_out_429s_and_5xx(run_dag, make_emulator, emulator_conn, as
 
     @task
     def inject_faults() -> None:
-        faults(server, "PUT", json={"rules": rules})
+        set_faults(server, rules)
 
     with DAG("wf_faults", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(8)])
+        submit = OpenAIBatchSubmitOperator(
+            task_id="submit", requests=[chat_request(f"r{n}") for n in range(8)]
+        )
         wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
         submit >> inject_faults() >> wait >> OpenAIBatchResultsOperator(task_id="download")
 
     try:
         result = run_dag(dag)
-        left = faults(server, "GET")["rules"]
+        left = api(server, "GET", "/_emulator/faults")["rules"]
     finally:
-        faults(server, "DELETE")
+        api(server, "DELETE", "/_emulator/faults")
 
     assert result.state == "success", result.states
     assert [rule["count"] for rule in left] == [0, 0, 0]  # every injected fault was met
@@ -266,7 +244,7 @@ def test_retry_reattaches_to_the_batch_of_the_failed_try(
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         submit = CrashingSubmit(
             task_id="submit",
-            requests=[chat("a"), chat("b")],
+            requests=[chat_request("a"), chat_request("b")],
             forget_state=forget_state,
             retries=1,
             retry_delay=timedelta(0),
@@ -287,7 +265,9 @@ def test_poke_and_reschedule_modes(run_dag, make_emulator, emulator_conn, assert
     server = make_emulator(**SLOW)
     emulator_conn(server)
     with DAG("wf_modes", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat(f"r{n}") for n in range(6)])
+        submit = OpenAIBatchSubmitOperator(
+            task_id="submit", requests=[chat_request(f"r{n}") for n in range(6)]
+        )
         for mode in ("poke", "reschedule"):
             OpenAIBatchSensor(
                 task_id=mode, batch_id=submit.output, deferrable=False, mode=mode, poll_interval=0.5
@@ -310,7 +290,7 @@ def test_object_storage_input_and_destination(
     emulator_conn(emulator)
     source = ObjectStoragePath(f"file://{tmp_path}/in/requests.jsonl")
     source.parent.mkdir(parents=True, exist_ok=True)
-    source.write_text("".join(json.dumps(chat(f"r{n}")) + "\n" for n in range(3)))
+    source.write_text("".join(json.dumps(chat_request(f"r{n}")) + "\n" for n in range(3)))
     with DAG("wf_object_storage", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", input_path=source)
         wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
@@ -331,7 +311,7 @@ def test_results_that_disagree_with_the_counts_fail(
 ) -> None:
     emulator_conn(emulator)
     with DAG("wf_count_check", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat("a"), chat("b")])
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=[chat_request("a"), chat_request("b")])
         wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
         OpenAIBatchResultsOperator(
             task_id="download",
@@ -355,7 +335,7 @@ def test_retry_does_not_reattach_to_a_cancelled_batch(
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         CrashingSubmit(
             task_id="submit",
-            requests=[chat("a")],
+            requests=[chat_request("a")],
             forget_state=forget_state,
             cancel=True,
             retries=1,
@@ -376,7 +356,7 @@ def test_completed_batch_in_which_every_request_failed_fails(
     run_dag, emulator, emulator_conn, assert_no_secret
 ) -> None:
     emulator_conn(emulator)
-    no_messages = [{**chat(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
+    no_messages = [{**chat_request(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
     with DAG("wf_all_failed", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=no_messages)
         OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)

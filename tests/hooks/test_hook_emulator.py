@@ -13,18 +13,7 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.jsonl import read_results, write_requests
 from airflow_batch_provider.models import Batch, BatchStatus
-
-
-def chat_requests(count: int) -> list[dict]:
-    return [
-        {
-            "custom_id": f"q{i}",
-            "method": "POST",
-            "url": "/v1/chat/completions",
-            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Question {i}?"}]},
-        }
-        for i in range(count)
-    ]
+from tests.support.requests import chat_requests
 
 
 def wait_until_terminal(hook: OpenAIBatchHook, batch_id: str, timeout: float = 20.0) -> Batch:
@@ -61,7 +50,7 @@ def test_the_whole_sync_path(emulator, emulator_conn, tmp_path):
     assert output.purpose == "batch_output"
     written = hook.download_file(batch.output_file_id, tmp_path / "out.jsonl")
     results = list(read_results(written))
-    assert sorted(result.custom_id for result in results) == [f"q{i}" for i in range(5)]
+    assert sorted(result.custom_id for result in results) == [f"r{i}" for i in range(5)]
     assert all(result.succeeded for result in results)
 
     assert hook.delete_file(uploaded.id).deleted

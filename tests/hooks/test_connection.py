@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-from hook_server import Reply, ScriptedServer, api_error, set_connection
 
 from airflow_batch_provider.client.settings import DEFAULT_BASE_URL
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+from tests.support.connections import set_connection
+from tests.support.scripted_server import Reply, ScriptedServer, api_error, batch_json
 
 API_KEY = "sk-connection-secret-abcdef123456"
 
@@ -194,6 +195,30 @@ def test_connection_that_does_not_exist():
     ok, message = OpenAIBatchHook("no_such_connection").test_connection()
     assert not ok
     assert "no_such_connection" in message
+
+
+def test_the_official_openai_connection_shape_works(server, monkeypatch):
+    set_connection(
+        monkeypatch,
+        "openai_default",
+        conn_type="openai",
+        password=API_KEY,
+        extra={
+            "openai_client_kwargs": {
+                "base_url": server.base_url,
+                "organization": "org-1",
+                "project": "proj_1",
+            }
+        },
+    )
+    server.script("GET", "/batches/b1", Reply(json=batch_json("b1")))
+
+    OpenAIBatchHook("openai_default").get_batch("b1")
+
+    (request,) = server.received()
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["openai-organization"] == "org-1"
+    assert request.headers["openai-project"] == "proj_1"
 
 
 # -- the connection form in Airflow's UI --

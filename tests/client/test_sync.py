@@ -1,4 +1,4 @@
-"""The hook's sync methods over real HTTP against a scripted server on 127.0.0.1."""
+"""The blocking client over real HTTP against a scripted server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 import python_multipart
-from hook_server import Reply, ScriptedServer, api_error, batch_json, file_json, set_connection
 
+from airflow_batch_provider.client import BatchClient, ClientSettings, OpenAIBatchAPIError
 from airflow_batch_provider.client.multipart import CHUNK_SIZE, MultipartFileBody
-from airflow_batch_provider.exceptions import OpenAIBatchAPIError
-from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import BatchStatus
+from tests.support.scripted_server import Reply, ScriptedServer, api_error, batch_json, file_json
 
 API_KEY = "sk-test-never-print-this-0123456789"
 
@@ -30,17 +29,14 @@ def server():
         yield running
 
 
+def make_client(server: ScriptedServer, **fields) -> BatchClient:
+    settings = {"name": "connection 'batch_api'", "base_url": server.base_url, "api_key": API_KEY, **fields}
+    return BatchClient(ClientSettings.model_validate(settings))
+
+
 @pytest.fixture
-def hook(server, monkeypatch) -> OpenAIBatchHook:
-    set_connection(monkeypatch, "batch_api", conn_type="openai_batch", host=server.base_url, password=API_KEY)
-    return OpenAIBatchHook("batch_api")
-
-
-def make_hook(monkeypatch, server: ScriptedServer, **extra) -> OpenAIBatchHook:
-    set_connection(
-        monkeypatch, "tuned", conn_type="openai_batch", host=server.base_url, password=API_KEY, extra=extra
-    )
-    return OpenAIBatchHook("tuned")
+def client(server) -> BatchClient:
+    return make_client(server)
 
 
 def parse_form(request) -> dict[str, tuple[str | None, bytes]]:
@@ -66,10 +62,10 @@ def gap(first, second) -> float:
 # -- requests and answers --
 
 
-def test_get_batch_sends_the_key_and_parses_the_answer(server, hook):
+def test_get_batch_sends_the_key_and_parses_the_answer(server, client):
     server.script("GET", "/batches/batch_1", Reply(json=batch_json(usage={"input_tokens": 5})))
 
-    batch = hook.get_batch("batch_1")
+    batch = client.get_batch("batch_1")
 
     assert batch.status is BatchStatus.IN_PROGRESS
     assert batch.usage is not None
@@ -79,16 +75,16 @@ def test_get_batch_sends_the_key_and_parses_the_answer(server, hook):
     assert request.headers["user-agent"].startswith("airflow-batch-provider/")
 
 
-def test_ids_cannot_reach_another_endpoint(server, hook):
+def test_ids_cannot_reach_another_endpoint(server, client):
     server.script("GET", "/batches/a%2F..%2Ffiles", Reply(json=batch_json("a/../files")))
 
-    assert hook.get_batch("a/../files").id == "a/../files"
+    assert client.get_batch("a/../files").id == "a/../files"
 
 
-def test_create_batch_sends_every_field(server, hook):
+def test_create_batch_sends_every_field(server, client):
     server.script("POST", "/batches", Reply(json=batch_json(status="validating")))
 
-    hook.create_batch("file-in", "/v1/embeddings", metadata={"run": "r1"}, output_expires_after=3600)
+    client.create_batch("file-in", "/v1/embeddings", metadata={"run": "r1"}, output_expires_after=3600)
 
     body = json.loads(server.received()[0].body)
     assert body == {
@@ -100,7 +96,7 @@ def test_create_batch_sends_every_field(server, hook):
     }
 
 
-def test_list_batches_follows_every_page(server, hook):
+def test_list_batches_follows_every_page(server, client):
     server.script(
         "GET",
         "/batches",
@@ -109,32 +105,32 @@ def test_list_batches_follows_every_page(server, hook):
         Reply(json={"data": [batch_json("b0")], "last_id": "b0", "has_more": False}),
     )
 
-    ids = [batch.id for batch in hook.list_batches(limit=2)]
+    ids = [batch.id for batch in client.list_batches(limit=2)]
 
     assert ids == ["b3", "b2", "b1", "b0"]
     assert [r.query.get("after") for r in server.received()] == [None, ["b2"], ["b1"]]
     assert {r.query["limit"][0] for r in server.received()} == {"2"}
 
 
-def test_get_and_delete_file(server, hook):
+def test_get_and_delete_file(server, client):
     server.script("GET", "/files/file-1", Reply(json=file_json()))
     server.script("DELETE", "/files/file-1", Reply(json={"id": "file-1", "object": "file", "deleted": True}))
 
-    assert hook.get_file("file-1").filename == "input.jsonl"
-    assert hook.delete_file("file-1").deleted is True
+    assert client.get_file("file-1").filename == "input.jsonl"
+    assert client.delete_file("file-1").deleted is True
 
 
-def test_an_answer_that_is_not_the_model_says_so(server, hook):
+def test_an_answer_that_is_not_the_model_says_so(server, client):
     server.script("GET", "/batches/b1", Reply(body=b"<html>login</html>"))
 
     with pytest.raises(OpenAIBatchAPIError, match=r"not a Batch.*Base URL of connection 'batch_api'"):
-        hook.get_batch("b1")
+        client.get_batch("b1")
 
 
 # -- retries --
 
 
-def test_429_waits_as_long_as_retry_after_says(server, hook):
+def test_429_waits_as_long_as_retry_after_says(server, client):
     server.script(
         "GET",
         "/batches/b1",
@@ -142,13 +138,13 @@ def test_429_waits_as_long_as_retry_after_says(server, hook):
         Reply(json=batch_json("b1")),
     )
 
-    assert hook.get_batch("b1").id == "b1"
+    assert client.get_batch("b1").id == "b1"
 
     first, second = server.received()
     assert gap(first, second) >= 1.0
 
 
-def test_retry_after_ms_wins_over_retry_after(server, hook):
+def test_retry_after_ms_wins_over_retry_after(server, client):
     server.script(
         "GET",
         "/batches/b1",
@@ -157,14 +153,14 @@ def test_retry_after_ms_wins_over_retry_after(server, hook):
     )
 
     started = time.monotonic()
-    hook.get_batch("b1")
+    client.get_batch("b1")
 
     first, second = server.received()
     assert gap(first, second) >= 0.3
     assert time.monotonic() - started < 10
 
 
-def test_retry_after_as_an_http_date(server, hook):
+def test_retry_after_as_an_http_date(server, client):
     # HTTP dates have whole seconds: two seconds ahead is at least one second's wait.
     server.script(
         "GET",
@@ -173,30 +169,30 @@ def test_retry_after_as_an_http_date(server, hook):
         Reply(json=batch_json("b1")),
     )
 
-    hook.get_batch("b1")
+    client.get_batch("b1")
 
     first, second = server.received()
     assert gap(first, second) >= 0.9
 
 
-def test_a_retry_after_beyond_the_time_budget_fails_at_once(server, hook):
+def test_a_retry_after_beyond_the_time_budget_fails_at_once(server, client):
     server.script("GET", "/batches/b1", Reply(429, headers={"Retry-After": "3600"}))
 
     with pytest.raises(OpenAIBatchAPIError, match="asked to wait 3600 s") as caught:
-        hook.get_batch("b1")
+        client.get_batch("b1")
 
     assert caught.value.status_code == 429
     assert len(server.received()) == 1
 
 
-def test_500_then_success(server, hook):
+def test_500_then_success(server, client):
     server.script("GET", "/batches/b1", api_error(500, "boom", "server_error"), Reply(json=batch_json("b1")))
 
-    assert hook.get_batch("b1").id == "b1"
+    assert client.get_batch("b1").id == "b1"
     assert len(server.received()) == 2
 
 
-def test_400_is_not_retried_and_carries_the_details(server, hook):
+def test_400_is_not_retried_and_carries_the_details(server, client):
     server.script(
         "POST",
         "/batches",
@@ -204,7 +200,7 @@ def test_400_is_not_retried_and_carries_the_details(server, hook):
     )
 
     with pytest.raises(OpenAIBatchAPIError) as caught:
-        hook.create_batch("file-in", "/v1/nope")
+        client.create_batch("file-in", "/v1/nope")
 
     error = caught.value
     assert (error.status_code, error.type, error.code, error.param, error.request_id) == (
@@ -218,45 +214,44 @@ def test_400_is_not_retried_and_carries_the_details(server, hook):
     assert len(server.received()) == 1
 
 
-def test_retries_stop_after_max_retries(server, monkeypatch):
-    hook = make_hook(monkeypatch, server, max_retries=2)
+def test_retries_stop_after_max_retries(server):
+    client = make_client(server, max_retries=2)
     server.script("GET", "/batches/b1", api_error(503, "overloaded", "server_error"))
 
     with pytest.raises(OpenAIBatchAPIError, match="HTTP 503") as caught:
-        hook.get_batch("b1")
+        client.get_batch("b1")
 
     assert caught.value.status_code == 503
     assert len(server.received()) == 3
 
 
-def test_x_should_retry_false_is_obeyed(server, hook):
+def test_x_should_retry_false_is_obeyed(server, client):
     server.script("GET", "/batches/b1", Reply(503, headers={"x-should-retry": "false"}))
 
     with pytest.raises(OpenAIBatchAPIError):
-        hook.get_batch("b1")
+        client.get_batch("b1")
 
     assert len(server.received()) == 1
 
 
-def test_a_timeout_is_retried(server, monkeypatch):
-    hook = make_hook(monkeypatch, server, timeout=0.3)
+def test_a_timeout_is_retried(server):
+    client = make_client(server, timeout=0.3)
     server.script("GET", "/batches/b1", Reply(json=batch_json("b1"), delay=1.5), Reply(json=batch_json("b1")))
 
-    assert hook.get_batch("b1").id == "b1"
+    assert client.get_batch("b1").id == "b1"
     assert len(server.received()) == 2
 
 
-def test_an_unreachable_server_is_retried_then_named(monkeypatch):
+def test_an_unreachable_server_is_retried_then_named():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    set_connection(
-        monkeypatch, "nowhere", conn_type="openai_batch", host=f"http://127.0.0.1:{port}/v1",
-        extra={"max_retries": 1},
-    )  # fmt: skip
+    settings = ClientSettings(
+        name="connection 'nowhere'", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1
+    )
 
     with pytest.raises(OpenAIBatchAPIError, match="Connection refused") as caught:
-        OpenAIBatchHook("nowhere").get_batch("b1")
+        BatchClient(settings).get_batch("b1")
 
     assert caught.value.status_code is None
     assert "connection 'nowhere'" in str(caught.value)
@@ -265,48 +260,58 @@ def test_an_unreachable_server_is_retried_then_named(monkeypatch):
 # -- messages and secrets --
 
 
-def test_401_says_which_connection_to_fix_and_never_shows_the_key(server, hook, caplog, capsys):
+def test_401_says_which_connection_to_fix_and_never_shows_the_key(server, client, caplog, capsys):
     caplog.set_level(logging.DEBUG)
-    server.script("GET", "/batches/b1", api_error(503, "busy", "server_error"), api_error(
-        401, f"Incorrect API key provided: {API_KEY[:7]}****{API_KEY[-4:]}. And again: {API_KEY}",
-        "invalid_request_error", code="invalid_api_key",
-    ))  # fmt: skip
+    server.script(
+        "GET",
+        "/batches/b1",
+        api_error(503, "busy", "server_error"),
+        api_error(
+            401,
+            f"Incorrect API key provided: {API_KEY[:7]}****{API_KEY[-4:]}. And again: {API_KEY}",
+            "invalid_request_error",
+            code="invalid_api_key",
+        ),
+    )
 
     with pytest.raises(OpenAIBatchAPIError) as caught:
-        hook.get_batch("b1")
+        client.get_batch("b1")
 
     assert "Check the API key of connection 'batch_api'" in str(caught.value)
     captured = capsys.readouterr()
     seen = "\n".join(
-        [str(caught.value), repr(caught.value), caplog.text, captured.out, captured.err, repr(hook.settings)]
+        [
+            str(caught.value),
+            repr(caught.value),
+            caplog.text,
+            captured.out,
+            captured.err,
+            repr(client.settings),
+        ]
     )
     assert "retry 1 of 5" in seen.lower()  # the retry was logged...
     assert API_KEY not in seen  # ...and nothing carried the key
     assert API_KEY[-12:] not in seen
 
 
-def test_404_points_at_the_base_url(server, hook):
+def test_404_points_at_the_base_url(server, client):
     with pytest.raises(OpenAIBatchAPIError, match="Base URL of connection 'batch_api'") as caught:
-        hook.get_batch("missing")
+        client.get_batch("missing")
     assert caught.value.status_code == 404
 
 
-# -- connection shapes --
+# -- Azure --
 
 
-def test_azure_sends_api_key_header_and_api_version(server, monkeypatch, tmp_path):
-    set_connection(
-        monkeypatch, "azure", conn_type="openai_batch", host=server.base_url, password=API_KEY,
-        extra={"api_type": "azure", "api_version": "2024-10-21"},
-    )  # fmt: skip
+def test_azure_sends_api_key_header_and_api_version(server, tmp_path):
     server.script("GET", "/batches/b1", Reply(json=batch_json("b1")))
     server.script("POST", "/files", Reply(json=file_json()))
     source = tmp_path / "in.jsonl"
     source.write_text("{}\n")
 
-    hook = OpenAIBatchHook("azure")
-    hook.get_batch("b1")
-    hook.upload_file(source)
+    client = make_client(server, api_type="azure", api_version="2024-10-21")
+    client.get_batch("b1")
+    client.upload_file(source)
 
     for request in server.received():
         assert request.headers["api-key"] == API_KEY
@@ -314,32 +319,15 @@ def test_azure_sends_api_key_header_and_api_version(server, monkeypatch, tmp_pat
         assert request.query["api-version"] == ["2024-10-21"]
 
 
-def test_the_official_openai_connection_shape_works(server, monkeypatch):
-    set_connection(
-        monkeypatch, "openai_default", conn_type="openai", password=API_KEY,
-        extra={"openai_client_kwargs": {
-            "base_url": server.base_url, "organization": "org-1", "project": "proj_1",
-        }},
-    )  # fmt: skip
-    server.script("GET", "/batches/b1", Reply(json=batch_json("b1")))
-
-    OpenAIBatchHook("openai_default").get_batch("b1")
-
-    (request,) = server.received()
-    assert request.headers["authorization"] == f"Bearer {API_KEY}"
-    assert request.headers["openai-organization"] == "org-1"
-    assert request.headers["openai-project"] == "proj_1"
-
-
 # -- upload --
 
 
-def test_upload_streams_a_path_with_content_length(server, hook, tmp_path):
+def test_upload_streams_a_path_with_content_length(server, client, tmp_path):
     server.script("POST", "/files", Reply(json=file_json(filename="requests.jsonl")))
     source = tmp_path / "requests.jsonl"
     source.write_bytes(b'{"custom_id": "a"}\n' * 1000)
 
-    uploaded = hook.upload_file(source)
+    uploaded = client.upload_file(source)
 
     assert uploaded.id == "file-1"
     (request,) = server.received()
@@ -365,20 +353,20 @@ def test_the_multipart_body_reads_the_file_as_it_is_sent():
     assert len(body) == len(b"".join(sent))
 
 
-def test_upload_of_a_file_object_is_resent_whole_after_a_500(server, hook):
+def test_upload_of_a_file_object_is_resent_whole_after_a_500(server, client):
     server.script("POST", "/files", api_error(500, "boom", "server_error"), Reply(json=file_json()))
     content = b'{"custom_id": "a"}\n' * 100
     stream = io.BytesIO(b"HEADER-NOT-SENT" + content)
     stream.seek(len(b"HEADER-NOT-SENT"))
 
-    hook.upload_file(stream, filename='odd "name".jsonl')
+    client.upload_file(stream, filename='odd "name".jsonl')
 
     first, second = server.received()
     assert parse_form(first) == parse_form(second)
     assert parse_form(second)["file"] == ("odd %22name%22.jsonl", content)
 
 
-def test_upload_of_a_pipe_goes_out_chunked(server, hook):
+def test_upload_of_a_pipe_goes_out_chunked(server, client):
     server.script("POST", "/files", Reply(json=file_json()))
     content = b'{"custom_id": "a"}\n' * 50_000
     read_end, write_end = os.pipe()
@@ -386,7 +374,7 @@ def test_upload_of_a_pipe_goes_out_chunked(server, hook):
     writer.start()
 
     with os.fdopen(read_end, "rb", buffering=0) as pipe:
-        hook.upload_file(pipe, purpose="batch", filename="piped.jsonl")
+        client.upload_file(pipe, purpose="batch", filename="piped.jsonl")
     writer.join()
 
     (request,) = server.received()
@@ -397,32 +385,32 @@ def test_upload_of_a_pipe_goes_out_chunked(server, hook):
 # -- download --
 
 
-def test_download_writes_the_whole_file(server, hook, tmp_path):
+def test_download_writes_the_whole_file(server, client, tmp_path):
     content = b'{"custom_id": "a"}\n' * 5000
     server.script("GET", "/files/file-out/content", Reply(body=content))
 
-    written = hook.download_file("file-out", tmp_path)
+    written = client.download_file("file-out", tmp_path)
 
     assert written == tmp_path / "file-out.jsonl"
     assert written.read_bytes() == content
     assert os.listdir(tmp_path) == ["file-out.jsonl"]
 
 
-def test_a_download_cut_mid_file_leaves_nothing_behind(server, monkeypatch, tmp_path):
-    hook = make_hook(monkeypatch, server, max_retries=1)
+def test_a_download_cut_mid_file_leaves_nothing_behind(server, tmp_path):
+    client = make_client(server, max_retries=1)
     dest = tmp_path / "results.jsonl"
     dest.write_bytes(b"previous results\n")
     server.script("GET", "/files/file-out/content", Reply(body=b"x" * 100_000, cut_after=30_000))
 
     with pytest.raises(OpenAIBatchAPIError, match="GET /files/file-out/content"):
-        hook.download_file("file-out", dest)
+        client.download_file("file-out", dest)
 
     assert dest.read_bytes() == b"previous results\n"
     assert os.listdir(tmp_path) == ["results.jsonl"]
     assert len(server.received()) == 2
 
 
-def test_a_download_cut_once_is_retried_whole(server, hook, tmp_path):
+def test_a_download_cut_once_is_retried_whole(server, client, tmp_path):
     content = bytes(range(256)) * 1000
     server.script(
         "GET",
@@ -431,29 +419,29 @@ def test_a_download_cut_once_is_retried_whole(server, hook, tmp_path):
         Reply(body=content),
     )
 
-    written = hook.download_file("file-out", tmp_path / "out.jsonl")
+    written = client.download_file("file-out", tmp_path / "out.jsonl")
 
     assert written.read_bytes() == content
     assert sorted(os.listdir(tmp_path)) == ["out.jsonl"]
 
 
-def test_a_failed_download_leaves_no_temporary_file(server, hook, tmp_path):
+def test_a_failed_download_leaves_no_temporary_file(server, client, tmp_path):
     with pytest.raises(OpenAIBatchAPIError, match="404"):
-        hook.download_file("gone", tmp_path / "out.jsonl")
+        client.download_file("gone", tmp_path / "out.jsonl")
     assert list(Path(tmp_path).iterdir()) == []
 
 
-def test_upload_of_a_path_under_another_name(server, hook, tmp_path):
+def test_upload_of_a_path_under_another_name(server, client, tmp_path):
     server.script("POST", "/files", Reply(json=file_json()))
     source = tmp_path / "tmp123"
     source.write_bytes(b"{}\n")
 
-    hook.upload_file(source, purpose="batch", filename="renamed.jsonl")
+    client.upload_file(source, purpose="batch", filename="renamed.jsonl")
 
     assert parse_form(server.received()[0])["file"] == ("renamed.jsonl", b"{}\n")
 
 
-def test_a_download_into_a_missing_directory_says_so(server, hook, tmp_path):
+def test_a_download_into_a_missing_directory_says_so(server, client, tmp_path):
     with pytest.raises(FileNotFoundError, match="no directory"):
-        hook.download_file("file-out", tmp_path / "missing" / "out.jsonl")
+        client.download_file("file-out", tmp_path / "missing" / "out.jsonl")
     assert server.received() == []

@@ -6,36 +6,26 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from airflow.sdk.serde import deserialize, serialize
-from hook_server import Reply, ScriptedServer, set_connection
 
 from airflow_batch_provider import jsonl
 from airflow_batch_provider.client.pool import shared_http_client
 from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
+from tests.support.connections import set_connection
+from tests.support.emulator import batch_status, set_faults
+from tests.support.requests import chat_requests
+from tests.support.scripted_server import Reply, ScriptedServer
 
 
 def submit(server: EmulatorServer, tmp_path: Any, requests: int = 5) -> str:
     """Create a batch of chat requests on ``server`` (through the connection pointing at it)."""
     path = tmp_path / "requests.jsonl"
-    jsonl.write_requests(
-        (
-            {
-                "custom_id": f"r{n}",
-                "method": "POST",
-                "url": "/v1/chat/completions",
-                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {n}"}]},
-            }
-            for n in range(requests)
-        ),
-        path,
-    )
+    jsonl.write_requests(chat_requests(requests), path)
     hook = OpenAIBatchHook()
     return hook.create_batch(hook.upload_file(path).id, "/v1/chat/completions").id
 
@@ -47,28 +37,6 @@ def run(trigger: OpenAIBatchTrigger) -> list[dict[str, Any]]:
         return [event.payload async for event in trigger.run()]
 
     return asyncio.run(collect())
-
-
-def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the emulator at ``path`` below its root (``/v1/...``, ``/_emulator/...``)."""
-    response = httpx.request(
-        method,
-        f"{server.url}{path}",
-        headers={"Authorization": f"Bearer {server.api_key}"},
-        timeout=10,
-        **kwargs,
-    )
-    return response.raise_for_status().json()
-
-
-def batch_status(server: EmulatorServer, batch_id: str) -> str:
-    return str(api(server, "GET", f"/v1/batches/{batch_id}")["status"])
-
-
-def set_faults(server: EmulatorServer, rules: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
-    """Inject faults; return a function reading the rules back (``count`` is what is left)."""
-    api(server, "PUT", "/_emulator/faults", json={"rules": rules})
-    return lambda: api(server, "GET", "/_emulator/faults")["rules"]
 
 
 def test_serialize_round_trips_without_secret(emulator, emulator_conn) -> None:

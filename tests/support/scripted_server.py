@@ -187,11 +187,6 @@ class ScriptedServer:
         return Handler
 
 
-def set_connection(monkeypatch: Any, conn_id: str, **fields: Any) -> None:
-    """Define an Airflow connection through its ``AIRFLOW_CONN_<ID>`` variable (JSON form)."""
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
-
-
 def batch_json(batch_id: str = "batch_1", status: str = "in_progress", **fields: Any) -> dict[str, Any]:
     """A batch object as the API returns it."""
     return {
