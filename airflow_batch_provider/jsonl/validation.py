@@ -1,4 +1,4 @@
-"""Build, validate and read the JSONL files of the Batch API, streaming.
+"""Validation of batch input files against the Batch API's rules, streaming.
 
 An input file holds one request per line::
 
@@ -21,19 +21,14 @@ parser's reason after the live API's sentence.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, BinaryIO, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any, BinaryIO
 
 from airflow_batch_provider.exceptions import BatchInputError
-from airflow_batch_provider.models import BatchError, BatchRequest, BatchResult
+from airflow_batch_provider.jsonl.files import JSONLSource, open_binary, source_name
+from airflow_batch_provider.models import BatchError
 from airflow_batch_provider.rules import (
     EMBEDDINGS_ENDPOINT,
     MAX_EMBEDDING_INPUTS,
@@ -41,12 +36,6 @@ from airflow_batch_provider.rules import (
     MAX_REQUESTS,
     SUPPORTED_ENDPOINTS,
 )
-
-_Line = TypeVar("_Line", BatchRequest, BatchResult)
-
-JSONLSource = str | os.PathLike[str] | BinaryIO
-"""A local path, a path object with ``open()`` (``UPath``, ``ObjectStoragePath``: remote files
-too), or a file object opened in binary mode (left open after use)."""
 
 
 class ProblemCode(str, Enum):
@@ -121,58 +110,6 @@ def endpoint_problem(endpoint: str) -> BatchError | None:
         f"Invalid value: '{endpoint}'. Supported values are: {supported}.",
         param="endpoint",
     )
-
-
-def _source_name(source: JSONLSource) -> str:
-    if isinstance(source, str | os.PathLike) or hasattr(source, "open"):
-        return str(source)  # a remote path (UPath) shows its URL
-    return str(getattr(source, "name", "batch input file"))
-
-
-@contextlib.contextmanager
-def _open_binary(source: JSONLSource, mode: str = "rb") -> Iterator[BinaryIO]:
-    """Open a path, or pass a binary file object through (the caller closes it)."""
-    if isinstance(source, io.TextIOBase):
-        raise TypeError(f"{_source_name(source)} is open in text mode; open it in binary mode ('{mode}').")
-    if hasattr(source, "open"):  # pathlib.Path, UPath, ObjectStoragePath: remote paths open too
-        with source.open(mode) as file:
-            yield file
-    elif isinstance(source, str | os.PathLike):
-        with open(source, mode) as file:
-            yield file  # type: ignore[misc]
-    else:
-        yield source
-
-
-def write_requests(
-    requests: Iterable[Mapping[str, Any] | BatchRequest],
-    destination: JSONLSource,
-) -> int:
-    """Write requests to a JSONL input file, one compact JSON object per line, streaming.
-
-    The requests are not validated here; run :func:`validate_file` on the result.
-
-    :param requests: dicts or :class:`BatchRequest` objects; any iterable, consumed once.
-    :param destination: a path (created or overwritten) or a binary file object (left open).
-    :return: how many requests were written.
-    :raises TypeError: a request is not a mapping, or holds a value of no JSON type.
-    :raises ValueError: a request holds NaN or an infinity, which JSON cannot represent.
-    """
-    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-    count = 0
-    with _open_binary(destination, "wb") as file:
-        for count, request in enumerate(requests, start=1):
-            if isinstance(request, BaseModel):
-                request = request.model_dump(mode="json")
-            elif not isinstance(request, Mapping):
-                raise TypeError(f"Request {count} is {type(request).__name__}, not a dict or BatchRequest.")
-            try:
-                line = encode(request if isinstance(request, dict) else dict(request))
-            except (TypeError, ValueError) as exc:  # a value of no JSON type, or NaN
-                raise type(exc)(f"Request {count} cannot be written as JSON: {exc}") from exc
-            file.write(line.encode("utf-8"))
-            file.write(b"\n")
-    return count
 
 
 class _Checker:
@@ -396,7 +333,7 @@ def inspect_file(
     Takes the same arguments as :func:`find_problems`, which returns only the problems.
     """
     checker = _Checker(endpoint, max_requests, max_bytes, max_embedding_inputs)
-    with _open_binary(source) as file:
+    with open_binary(source) as file:
         checker.check_file(file)
     return InputReport(
         problems=checker.problems,
@@ -458,44 +395,5 @@ def validate_file(
         max_embedding_inputs=max_embedding_inputs,
     )
     if report.problems:
-        raise BatchInputError(report.problems, source=_source_name(source))
+        raise BatchInputError(report.problems, source=source_name(source))
     return report.requests
-
-
-def _iter_lines(source: JSONLSource, model: type[_Line]) -> Iterator[_Line]:
-    with _open_binary(source) as file:
-        for line, raw in enumerate(file, start=1):
-            if not raw.strip():
-                continue  # e.g. a trailing blank line; it holds nothing to read
-            try:
-                yield model.model_validate_json(raw)
-            except ValidationError as exc:
-                reasons = "; ".join(
-                    f"{'.'.join(map(str, error['loc'])) or 'line'}: {error['msg']}"
-                    for error in exc.errors(include_url=False)
-                )
-                raise ValueError(
-                    f"{_source_name(source)}, line {line}: not a valid {model.__name__}: {reasons}"
-                ) from None
-
-
-def read_results(source: JSONLSource) -> Iterator[BatchResult]:
-    """Read a batch output or error file, one :class:`BatchResult` per line, streaming.
-
-    Blank lines are skipped.
-
-    :param source: the file: a path, or a binary file object (left open).
-    :raises ValueError: a line is not a result line; the message names the line and field.
-    """
-    return _iter_lines(source, BatchResult)
-
-
-def iter_requests(source: JSONLSource) -> Iterator[BatchRequest]:
-    """Read a batch input file, one :class:`BatchRequest` per line, streaming.
-
-    Meant for a file :func:`validate_file` accepted; blank lines are skipped.
-
-    :param source: the file: a path, or a binary file object (left open).
-    :raises ValueError: a line is not a request; the message names the line and field.
-    """
-    return _iter_lines(source, BatchRequest)

@@ -1,0 +1,52 @@
+"""Build, validate, read and join the JSONL files of the Batch API, streaming.
+
+An input file holds one request per line::
+
+    {"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+
+and a result (output or error) file one result per line::
+
+    {"custom_id": "req-1", "response": {"status_code": 200, "body": {...}}, "error": null}
+
+- :func:`write_requests`, :func:`iter_requests`, :func:`read_results`: write and read them.
+- :func:`validate_file`, :func:`find_problems`, :func:`inspect_file`: check an input file
+  against every rule of the Batch API, each problem with its line, param, code and message.
+- :func:`join_results`: put results back beside their requests, in input order.
+"""
+
+from airflow_batch_provider.jsonl.files import JSONLSource, iter_requests, read_results, write_requests
+from airflow_batch_provider.jsonl.validation import (
+    INVALID_JSON_MESSAGE,
+    InputReport,
+    ProblemCode,
+    endpoint_problem,
+    find_problems,
+    inspect_file,
+    validate_file,
+)
+from airflow_batch_provider.rules import (
+    EMBEDDINGS_ENDPOINT,
+    MAX_EMBEDDING_INPUTS,
+    MAX_FILE_BYTES,
+    MAX_REQUESTS,
+    SUPPORTED_ENDPOINTS,
+)
+
+__all__ = [
+    "EMBEDDINGS_ENDPOINT",
+    "INVALID_JSON_MESSAGE",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_FILE_BYTES",
+    "MAX_REQUESTS",
+    "SUPPORTED_ENDPOINTS",
+    "InputReport",
+    "JSONLSource",
+    "ProblemCode",
+    "endpoint_problem",
+    "find_problems",
+    "inspect_file",
+    "iter_requests",
+    "read_results",
+    "validate_file",
+    "write_requests",
+]
