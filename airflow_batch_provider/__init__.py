@@ -47,4 +47,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_batch_provider.links.OpenAIBatchLink"],
+        "task-decorators": [
+            {
+                "name": "openai_batch",
+                "class-name": "airflow_batch_provider.decorators.openai_batch.openai_batch_task",
+            }
+        ],
     }

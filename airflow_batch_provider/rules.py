@@ -35,6 +35,18 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_EMBEDDING_INPUTS = 50_000
 """Most embedding inputs, summed over every request, of one ``/v1/embeddings`` batch."""
 
+
+def embedding_inputs(value: object) -> int:
+    """How many inputs one ``/v1/embeddings`` request's ``input`` counts for the batch's limit.
+
+    A string or an array of token ids is one input; an array of strings (or of token arrays)
+    is one per item.
+    """
+    if isinstance(value, list) and value and not isinstance(value[0], int):
+        return len(value)
+    return 1
+
+
 # -- metadata and retention --
 
 METADATA_MAX_KEYS = 16
@@ -105,6 +117,33 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# -- results of requests --
+
+BATCH_EXPIRED = "batch_expired"
+"""Error code of a request that did not run before the batch's completion window ended."""
+BATCH_CANCELLED = "batch_cancelled"
+"""Error code of a request that did not run because its batch was cancelled."""
+NO_RESULT = "no_result"
+"""Our code for a request of which no result line came back (it never ran)."""
+_NOT_RETRYABLE_CODES = frozenset({"insufficient_quota", "invalid_api_key"})
+
+
+def is_retryable_result(status_code: int | None, code: str | None) -> bool:
+    """Whether a failed request of a batch may succeed in a new batch.
+
+    Requests that never ran (expired, cancelled, no result) and answers of 408, 429 or 5xx
+    may; a 4xx answer (a bad request, an unknown model) and an exhausted quota may not.
+
+    :param status_code: the HTTP status of the request's answer, None when it got none.
+    :param code: the failure's code (``batch_expired``, ``rate_limit_exceeded``, ...).
+    """
+    if code in _NOT_RETRYABLE_CODES:
+        return False
+    if code in (BATCH_EXPIRED, BATCH_CANCELLED, NO_RESULT):
+        return True
+    return status_code is not None and is_retryable_status(status_code)
 
 
 # -- the emulator --

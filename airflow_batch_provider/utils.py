@@ -6,14 +6,19 @@ never an operator, sensor or trigger), so they can all use it without importing 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import tempfile
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_batch_provider.client import OpenAIBatchAPIError, is_transient
+from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.rules import METADATA_MAX_VALUE_LENGTH
 
@@ -29,12 +34,15 @@ __all__ = [
     "REQUEST_COUNTS_XCOM_KEY",
     "RUN_IDENTITY_KEYS",
     "cancel_batch_on_kill",
+    "fail_on_bad_input",
     "format_progress",
     "is_transient",
     "local_path",
     "run_identity",
     "safe_name",
+    "seconds",
     "to_path",
+    "too_many_failures",
 ]
 
 #: XCom keys the sensor pushes beside its return value (``output_file_id``).
@@ -125,3 +133,75 @@ def local_path(path: Path | ObjectStoragePath) -> Path | None:
 def safe_name(text: str) -> str:
     """``text`` with every character that is not safe in a file name replaced by ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def too_many_failures(total: int, failed: int, failure_threshold: float | None) -> bool:
+    """Whether ``failed`` of ``total`` requests is more than a task accepts.
+
+    :param failure_threshold: None fails only when every request failed; 0.0 fails on any
+        failure; 0.05 when more than 5% failed; 1.0 never fails for failed requests.
+    """
+    if failed <= 0 or total <= 0:
+        return False
+    if failure_threshold is None:
+        return failed >= total
+    return failed / total > failure_threshold
+
+
+def check_failure_threshold(failure_threshold: float | None) -> float | None:
+    """``failure_threshold`` if it is None or a fraction from 0 to 1; else a ValueError saying so."""
+    if failure_threshold is not None and not 0.0 <= failure_threshold <= 1.0:
+        raise ValueError(f"failure_threshold must be None or between 0.0 and 1.0, not {failure_threshold!r}.")
+    return failure_threshold
+
+
+def task_directory(ti: Any, root: str) -> Path:
+    """``<temp dir>/<root>/<dag_id>/<run_id>/<task_id>[-<map_index>]``: a directory of one task instance."""
+    map_index = ti.map_index if ti.map_index is not None else -1
+    task = ti.task_id if map_index < 0 else f"{ti.task_id}-{map_index}"
+    return Path(tempfile.gettempdir(), root, safe_name(ti.dag_id), safe_name(ti.run_id), safe_name(task))
+
+
+def default_destination(ti: Any) -> Path:
+    """Where a task instance's results go unless told: ``task_directory(ti, "airflow-batch-results")``."""
+    return task_directory(ti, "airflow-batch-results")
+
+
+def describe_failures(hook: OpenAIBatchHook, error_file_id: str) -> str:
+    """The commonest failure reasons in a batch's error file, in words; empty if it cannot be read."""
+    from airflow_batch_provider.jsonl import tally_results
+
+    with tempfile.TemporaryDirectory(prefix="openai-batch-") as scratch:
+        try:
+            path = hook.download_file(error_file_id, Path(scratch) / "errors.jsonl")
+            return tally_results(path).most_common_errors()
+        except (OpenAIBatchAPIError, ValueError, OSError) as error:
+            return f"(the error file could not be read: {error})"
+
+
+def seconds(value: float | timedelta | None) -> int | None:
+    """Whole seconds of a duration given as a number or a timedelta (None stays None)."""
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    return None if value is None else int(value)
+
+
+@contextlib.contextmanager
+def fail_on_bad_input(task_id: str) -> Iterator[None]:
+    """Turn errors that a retry cannot fix into ``AirflowFailException`` (no retries, one clear message).
+
+    Bad input (:class:`BatchInputError`, a request that is no JSON: ``TypeError``/``ValueError``)
+    and an API refusal of the request itself (4xx other than 408, 409, 429) fail the task at
+    once; everything else passes through for Airflow's retries.
+    """
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    try:
+        yield
+    except (BatchInputError, TypeError, ValueError) as error:
+        raise AirflowFailException(f"Task {task_id!r}: {error}") from None
+    except OpenAIBatchAPIError as error:
+        status = error.status_code
+        if status is not None and 400 <= status < 500 and status != 409 and not is_transient(error):
+            raise AirflowFailException(f"Task {task_id!r}: {error}") from None
+        raise

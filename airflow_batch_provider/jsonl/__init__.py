@@ -15,6 +15,8 @@ and a result (output or error) file one result per line::
 """
 
 from airflow_batch_provider.jsonl.files import JSONLSource, iter_requests, read_results, write_requests
+from airflow_batch_provider.jsonl.join import answer_text, join_results, typed_output_checker
+from airflow_batch_provider.jsonl.results import ResultHead, ResultTally, iter_heads, tally_results
 from airflow_batch_provider.jsonl.validation import (
     INVALID_JSON_MESSAGE,
     InputReport,
@@ -42,11 +44,18 @@ __all__ = [
     "InputReport",
     "JSONLSource",
     "ProblemCode",
+    "ResultHead",
+    "ResultTally",
+    "answer_text",
     "endpoint_problem",
     "find_problems",
     "inspect_file",
+    "iter_heads",
     "iter_requests",
+    "join_results",
     "read_results",
+    "tally_results",
+    "typed_output_checker",
     "validate_file",
     "write_requests",
 ]

@@ -35,6 +35,7 @@ from airflow_batch_provider.rules import (
     MAX_FILE_BYTES,
     MAX_REQUESTS,
     SUPPORTED_ENDPOINTS,
+    embedding_inputs,
 )
 
 
@@ -292,11 +293,7 @@ class _Checker:
             self.count_embedding_inputs(line, body.get("input"))
 
     def count_embedding_inputs(self, line: int, inputs: object) -> None:
-        # One request embeds a string or a token array (one input each), or a list of them.
-        if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int):
-            total = self.embedding_inputs + len(inputs)
-        else:
-            total = self.embedding_inputs + 1
+        total = self.embedding_inputs + embedding_inputs(inputs)
         if self.embedding_inputs <= self.max_embedding_inputs < total:
             self.add(
                 ProblemCode.TOO_MANY_EMBEDDING_INPUTS,

@@ -1,74 +1,60 @@
-"""Operators that submit a batch and fetch its results."""
+"""Operators: submit a batch, fetch a batch's results, or do both for any number of requests in one task."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 # From airflow.sdk.exceptions, or airflow.exceptions on Airflow versions that predate it.
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
-from airflow_batch_provider import jsonl
-from airflow_batch_provider.exceptions import BatchInputError, OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
-from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
-from airflow_batch_provider.models import Batch, BatchRequest, BatchResult, RequestCounts
-from airflow_batch_provider.rules import (
-    METADATA_MAX_KEY_LENGTH,
-    METADATA_MAX_KEYS,
-    METADATA_MAX_VALUE_LENGTH,
-    RESULTLESS_STATUSES,
+from airflow_batch_provider.inputs import (
+    RequestItem,
+    file_digest,
+    fingerprint,
+    infer_endpoint,
+    prepare_input,
+    validate_input,
 )
+from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
+from airflow_batch_provider.models import Batch, RequestCounts
+from airflow_batch_provider.operators.run import OpenAIBatchOperator
+from airflow_batch_provider.outputs import download_results, failure_message
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+from airflow_batch_provider.submission import (
+    INPUT_FILE_ID_XCOM_KEY,
+    InputChangedError,
+    OnInputChange,
+    Submitter,
+    check_metadata,
+)
 from airflow_batch_provider.utils import (
-    ERROR_FILE_ID_XCOM_KEY,
-    REQUEST_COUNTS_XCOM_KEY,
-    RUN_IDENTITY_KEYS,
+    BATCH_XCOM_KEY,
     cancel_batch_on_kill,
-    local_path,
-    run_identity,
-    safe_name,
+    check_failure_threshold,
+    default_destination,
+    fail_on_bad_input,
+    seconds,
     to_path,
+    too_many_failures,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-#: XCom key under which the submit operator pushes the id of the uploaded input file.
-INPUT_FILE_ID_XCOM_KEY = "input_file_id"
-#: Durable task state key (Airflow 3.3+) holding the batch a task instance created.
-BATCH_ID_STATE_KEY = "openai_batch_id"
-
-# Clocks of Airflow and of the API may disagree; look a little before the run started.
-_CLOCK_SKEW = timedelta(minutes=10)
-
-
-def _check_metadata(metadata: Mapping[str, Any], task_id: str) -> None:
-    """Raise ValueError naming each user metadata entry the API would refuse."""
-    problems = []
-    if reserved := sorted(set(metadata) & set(RUN_IDENTITY_KEYS)):
-        problems.append(f"keys {reserved} are set by the operator")
-    if len(metadata) > METADATA_MAX_KEYS - len(RUN_IDENTITY_KEYS):
-        problems.append(
-            f"{len(metadata)} keys, but at most {METADATA_MAX_KEYS - len(RUN_IDENTITY_KEYS)} are free "
-            f"({len(RUN_IDENTITY_KEYS)} of the API's {METADATA_MAX_KEYS} hold the Airflow run identity)"
-        )
-    for key, value in metadata.items():
-        if not isinstance(key, str) or len(key) > METADATA_MAX_KEY_LENGTH:
-            problems.append(f"key {key!r} is not a string of at most {METADATA_MAX_KEY_LENGTH} characters")
-        if not isinstance(value, str) or len(value) > METADATA_MAX_VALUE_LENGTH:
-            problems.append(
-                f"value of {key!r} is not a string of at most {METADATA_MAX_VALUE_LENGTH} characters"
-            )
-    if problems:
-        raise ValueError(f"Task {task_id!r}: invalid metadata: {'; '.join(problems)}.")
+__all__ = [
+    "INPUT_FILE_ID_XCOM_KEY",
+    "OpenAIBatchOperator",
+    "OpenAIBatchResultsOperator",
+    "OpenAIBatchSubmitOperator",
+]
 
 
 class OpenAIBatchSubmitOperator(BaseOperator):
@@ -79,32 +65,31 @@ class OpenAIBatchSubmitOperator(BaseOperator):
     Pushes ``input_file_id`` and the batch's page URL (the "OpenAI Batch" extra link) as
     XComs and returns the batch id. Follow it with :class:`OpenAIBatchSensor` to wait.
 
-    Retries do not create duplicates. The batch's metadata carries the run identity
-    (``airflow_dag_id``, ``airflow_run_id``, ``airflow_task_id``, ``airflow_map_index``;
-    values longer than 512 characters are replaced by their SHA-256). A later try of the same
-    task instance that finds the batch an earlier try created reattaches to it, unless that
-    batch failed, was cancelled or expired. It finds it through Airflow 3.3's durable
-    ``task_state_store`` where available, and otherwise (or if a try died between creating
-    the batch and storing its id) by listing the batches created since the run started.
-    Clearing a task counts as a new try: it reattaches too (cancel the batch to start over).
+    Retries do not pay twice: a later try of the task instance (a retry or a clear) finds the
+    batch an earlier try created from the same input and reattaches to it (see
+    :mod:`airflow_batch_provider.submission`); if the input changed since, ``on_input_change``
+    decides.
 
     :param input_file_id: a file already uploaded with purpose ``batch`` (templated).
     :param input_path: a local JSONL file, or an ``ObjectStoragePath`` or URI (``s3://...``,
         read through Airflow's object storage) (templated).
-    :param requests: the requests themselves: dicts or :class:`BatchRequest` objects, e.g.
-        the output of an upstream ``@task`` (templated). Pass large request lists that way,
-        not as a literal: a literal is stored in the serialized DAG.
+    :param requests: the requests themselves: dicts (``method`` and ``url`` may be left out) or
+        :class:`BatchRequest` objects, e.g. the output of an upstream ``@task`` (templated).
+        An empty list skips the task. Pass large request lists that way, not as a literal: a
+        literal is stored in the serialized DAG.
     :param conn_id: the OpenAI Batch connection. Default ``openai_batch_default``.
-    :param endpoint: the API endpoint every request targets (templated). Default
-        ``/v1/chat/completions``.
+    :param endpoint: the API endpoint every request targets (templated). Default: the first
+        request's ``url``, else ``/v1/chat/completions``.
     :param completion_window: the batch's completion window (templated). Default ``24h``,
         the only one the API accepts.
-    :param metadata: extra metadata for the batch, string to string (templated); at most 12
-        keys, since 4 of the API's 16 hold the run identity.
+    :param metadata: extra metadata for the batch, string to string (templated); at most 9
+        keys (the API's 16, less those that tie the batch to its task).
     :param output_expires_after: how long the output and error files are kept, as seconds
         or a timedelta. Default None: the API's default (30 days).
     :param validate: check the input against the Batch API's rules before uploading; the
         error lists every bad line. Default True. (Not possible for ``input_file_id``.)
+    :param on_input_change: when an earlier try's batch was made from other input:
+        ``"resubmit"`` (default) cancels it and submits the current input; ``"fail"`` fails.
     :param cancel_on_kill: cancel the batch when the task is killed. Default True.
     """
 
@@ -126,13 +111,14 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         *,
         input_file_id: str | None = None,
         input_path: str | os.PathLike[str] | ObjectStoragePath | None = None,
-        requests: Iterable[Mapping[str, Any] | BatchRequest] | None = None,
+        requests: Iterable[RequestItem] | None = None,
         conn_id: str = OpenAIBatchHook.default_conn_name,
-        endpoint: str = "/v1/chat/completions",
+        endpoint: str | None = None,
         completion_window: str = "24h",
         metadata: Mapping[str, str] | None = None,
         output_expires_after: int | timedelta | None = None,
         validate: bool = True,
+        on_input_change: OnInputChange = "resubmit",
         cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -152,7 +138,9 @@ class OpenAIBatchSubmitOperator(BaseOperator):
                 f"(got {', '.join(given) if given else 'none'})."
             )
         if isinstance(metadata, Mapping):
-            _check_metadata(metadata, self.task_id)
+            check_metadata(metadata, self.task_id)
+        if on_input_change not in ("resubmit", "fail"):
+            raise ValueError(f"Task {self.task_id!r}: on_input_change must be 'resubmit' or 'fail'.")
         self.input_file_id = input_file_id
         self.input_path = input_path
         self.requests = requests
@@ -162,6 +150,7 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         self.metadata = metadata
         self.output_expires_after = output_expires_after
         self.validate = validate
+        self.on_input_change = on_input_change
         self.cancel_on_kill = cancel_on_kill
         self.batch_id: str | None = None
 
@@ -170,34 +159,47 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         return OpenAIBatchHook(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> str:
-        identity = run_identity(context["ti"])
-        batch = self._find_earlier_batch(context, identity)
-        if batch is not None:
-            self.log.info(
-                "Reattaching to batch %s (%s), created by an earlier try of this task; "
-                "not uploading or creating another.",
-                batch.id,
-                batch.status,
+        if self.metadata is not None and not isinstance(self.metadata, Mapping):
+            raise AirflowFailException(
+                f"Task {self.task_id!r}: metadata rendered to {type(self.metadata).__name__}, not a dict."
             )
-        else:
-            if self.metadata is not None and not isinstance(self.metadata, Mapping):
-                raise AirflowFailException(
-                    f"Task {self.task_id!r}: metadata rendered to {type(self.metadata).__name__}, not a dict."
-                )
-            user_metadata = dict(self.metadata or {})
-            _check_metadata(user_metadata, self.task_id)
-            input_file_id = self.input_file_id or self._upload_input(context)
-            batch = self.hook.create_batch(
-                input_file_id=input_file_id,
-                endpoint=self.endpoint,
+        user_metadata = dict(self.metadata or {})
+        check_metadata(user_metadata, self.task_id)
+        if self.requests is not None and not isinstance(self.requests, (str, bytes)) and not self.requests:
+            raise AirflowSkipException(f"Task {self.task_id!r} got no requests: there is nothing to submit.")
+        submitter = Submitter(self.hook, context, self.log, self.on_input_change)
+        with tempfile.TemporaryDirectory(prefix="openai-batch-") as directory:
+            if self.input_file_id is not None:
+                endpoint, digest, local = self.endpoint or infer_endpoint(None), self.input_file_id, None
+            else:
+                with fail_on_bad_input(self.task_id):
+                    local, endpoint = prepare_input(
+                        self.requests, self.input_path, Path(directory), self.endpoint
+                    )
+                    if self.validate:
+                        count = validate_input(local, endpoint, self._label())
+                        self.log.info("The input holds %d valid request(s).", count)
+                digest = file_digest(local)
+            key = fingerprint(
+                digest,
+                endpoint=endpoint,
+                conn_id=self.conn_id,
                 completion_window=self.completion_window,
-                metadata={**user_metadata, **identity},
-                output_expires_after=self._output_expires_after_seconds(),
+                output_expires_after=seconds(self.output_expires_after),
             )
-            self.batch_id = batch.id  # from now on, on_kill cancels it
-            self.log.info("Created batch %s (%s) from file %s.", batch.id, batch.status, input_file_id)
-            if (store := context.get("task_state_store")) is not None:
-                store.set(BATCH_ID_STATE_KEY, batch.id)
+            try:
+                batch = submitter.find("", key)
+            except InputChangedError as error:
+                raise AirflowFailException(str(error)) from None
+            if batch is not None:
+                self.log.info(
+                    "Reattaching to batch %s (%s), created by an earlier try of this task from the same "
+                    "input; not uploading or creating another.",
+                    batch.id,
+                    batch.status,
+                )
+            else:
+                batch = self._create(submitter, key, local, endpoint, user_metadata)
         self.batch_id = batch.id
         ti = context["ti"]
         ti.xcom_push(key=INPUT_FILE_ID_XCOM_KEY, value=batch.input_file_id)
@@ -208,126 +210,77 @@ class OpenAIBatchSubmitOperator(BaseOperator):
             self.log.info("Batch page: %s", url)
         return batch.id
 
+    def _label(self) -> str:
+        return str(self.input_path) if self.input_path is not None else f"requests of task {self.task_id!r}"
+
+    def _create(
+        self, submitter: Submitter, key: str, local: Path | None, endpoint: str, metadata: dict[str, str]
+    ) -> Batch:
+        input_file_id = self.input_file_id
+        if local is not None:
+            uploaded = self.hook.upload_file(local, purpose="batch")
+            input_file_id = uploaded.id
+            self.log.info("Uploaded input file %s (%s bytes).", uploaded.id, uploaded.bytes)
+        assert input_file_id is not None
+        with fail_on_bad_input(self.task_id):
+            batch = submitter.create(
+                "",
+                key,
+                input_file_id,
+                endpoint,
+                self.completion_window,
+                metadata,
+                seconds(self.output_expires_after),
+            )
+        self.batch_id = batch.id  # from now on, on_kill cancels it
+        self.log.info("Created batch %s (%s) from file %s.", batch.id, batch.status, input_file_id)
+        return batch
+
     def on_kill(self) -> None:
         if self.cancel_on_kill and self.batch_id:
             cancel_batch_on_kill(self.hook, self.batch_id, self.log)
-
-    def _find_earlier_batch(self, context: Context, identity: Mapping[str, str]) -> Batch | None:
-        """The batch an earlier try of this task instance created, if it can still deliver."""
-        store = context.get("task_state_store")
-        if store is not None and (batch_id := store.get(BATCH_ID_STATE_KEY)):
-            try:
-                batch = self.hook.get_batch(str(batch_id))
-            except OpenAIBatchAPIError as error:
-                if error.status_code != 404:
-                    raise
-                self.log.info("Batch %s of an earlier try no longer exists.", batch_id)
-                return None
-            return self._if_reusable(batch)
-        if context["ti"].try_number <= 1:
-            return None
-        # No durable state (Airflow < 3.3, or a try that died before storing the id): look for
-        # the newest batch tagged with this run identity, created since the run started.
-        dag_run = context["dag_run"]
-        started = dag_run.start_date or dag_run.run_after
-        since = (started - _CLOCK_SKEW).timestamp() if started else 0.0
-        for batch in self.hook.list_batches():
-            if batch.created_at < since:
-                break
-            metadata = batch.metadata or {}
-            if all(metadata.get(key) == value for key, value in identity.items()):
-                return self._if_reusable(batch)
-        return None
-
-    def _if_reusable(self, batch: Batch) -> Batch | None:
-        """The batch of an earlier try, or None (and a log line) if it cannot deliver results."""
-        if batch.status not in RESULTLESS_STATUSES:
-            return batch
-        self.log.info("Batch %s of an earlier try is %s; submitting anew.", batch.id, batch.status)
-        return None
-
-    def _output_expires_after_seconds(self) -> int | None:
-        value = self.output_expires_after
-        if isinstance(value, timedelta):
-            return int(value.total_seconds())
-        return value
-
-    def _validate(self, source: str | os.PathLike[str] | BinaryIO, label: str) -> int:
-        try:
-            return jsonl.validate_file(source, self.endpoint)
-        except BatchInputError as error:
-            # Bad input stays bad: fail without retries, listing every problem.
-            raise AirflowFailException(str(BatchInputError(error.errors, source=label))) from None
-
-    def _upload_input(self, context: Context) -> str:
-        """Validate the input (unless told not to), upload it and return its file id."""
-        if self.input_path is not None:
-            path = to_path(self.input_path)
-            local = local_path(path)
-            if self.validate:
-                if local is not None:
-                    count = self._validate(local, str(path))
-                else:
-                    with path.open("rb") as source:
-                        count = self._validate(source, str(path))
-                self.log.info("%s holds %d valid request(s).", path, count)
-            if local is not None:
-                uploaded = self.hook.upload_file(local, purpose="batch")
-            else:
-                with path.open("rb") as source:
-                    uploaded = self.hook.upload_file(source, purpose="batch", filename=path.name)
-        else:
-            requests = self.requests
-            if isinstance(requests, (str, bytes)):
-                raise AirflowFailException(
-                    f"Task {self.task_id!r}: requests rendered to a string, not a list of requests; pass "
-                    "the upstream task's output (an XComArg) or set render_template_as_native_obj=True."
-                )
-            with tempfile.TemporaryDirectory(prefix="openai-batch-") as directory:
-                path = Path(directory) / f"{context['ti'].task_id}.jsonl"
-                written = jsonl.write_requests(requests or [], path)
-                if self.validate:
-                    self._validate(path, f"requests of task {self.task_id!r}")
-                self.log.info("Uploading %d request(s).", written)
-                uploaded = self.hook.upload_file(path, purpose="batch")
-        self.log.info("Uploaded input file %s (%s bytes).", uploaded.id, uploaded.bytes)
-        return uploaded.id
 
 
 class OpenAIBatchResultsOperator(BaseOperator):
     """Download a batch's output and error files, check them, and return a summary.
 
-    By default the file ids come from the upstream :class:`OpenAIBatchSensor` (its return
-    value, and its ``error_file_id`` and ``request_counts`` XComs): ``submit >> wait >>
-    results`` needs no arguments. Pass ``output_file_id`` and/or ``error_file_id`` to
-    download other files.
+    Which files, by the first of these that is given:
 
-    The files are downloaded streamed and atomically, to ``<destination>/<file id>.jsonl``.
-    Each line is parsed (:func:`airflow_batch_provider.jsonl.read_results`) and the number of
-    lines is checked against ``request_counts``: a mismatch fails the task (and a retry
-    downloads again).
+    * ``batch_id`` (templated): the batch's own file ids and ``request_counts``; so
+      ``OpenAIBatchResultsOperator.partial(task_id=...).expand(batch_id=submit.output)`` works.
+    * ``output_file_id`` and/or ``error_file_id`` (and optionally ``request_counts``).
+    * nothing: the batch the :class:`OpenAIBatchSensor` directly upstream waited for (or
+      ``sensor_task_id``). Mapped sensors work: a mapped results task reads the sensor of its
+      own map index (the two in one mapped task group, or expanded alike).
+
+    The files are downloaded streamed and atomically, to ``<destination>/<file id>.jsonl``;
+    every line is read, counted by outcome and failure reason, and checked against
+    ``request_counts``: a mismatch fails the task (and a retry downloads again).
 
     The return value (XCom) is a small JSON summary, never the results themselves, which may
-    be hundreds of megabytes: ``{"output_file_id", "error_file_id", "output_path",
-    "error_path", "succeeded", "failed", "total_tokens", "errors"}`` where ``errors`` holds
-    the first 10 failed requests (``custom_id``, ``status_code``, ``code``, ``message``).
-    Read the files with :func:`~airflow_batch_provider.jsonl.read_results`.
+    be hundreds of megabytes: ``{"batch_id", "output_file_id", "error_file_id", "output_path",
+    "error_path", "succeeded", "failed", "error_codes", "tokens", "total_tokens", "errors"}``
+    where ``errors`` holds the first 10 failed requests (``custom_id``, ``status_code``,
+    ``code``, ``message``). Read the files with :func:`~airflow_batch_provider.jsonl.read_results`.
 
-    :param sensor_task_id: the sensor to take the file ids from. Default: the one
-        :class:`OpenAIBatchSensor` directly upstream, if neither file id is given.
+    :param batch_id: the batch whose results to download (templated).
+    :param sensor_task_id: the sensor to take the batch from. Default: the one
+        :class:`OpenAIBatchSensor` directly upstream, when nothing else is given.
     :param output_file_id: the output file to download (templated).
     :param error_file_id: the error file to download (templated).
     :param request_counts: the batch's ``request_counts`` (a dict or :class:`RequestCounts`)
-        to check the files against (templated). Default: the sensor's, when the file ids
-        come from it.
+        to check the files against (templated); with ``batch_id`` or a sensor, the batch's own.
     :param destination: a local directory, or an ``ObjectStoragePath`` / URI (templated).
         Default: ``<temp dir>/airflow-batch-results/<dag_id>/<run_id>/<task_id>`` on the
         worker; use shared or object storage when the next task may run elsewhere.
     :param conn_id: the OpenAI Batch connection. Default ``openai_batch_default``.
     :param check_counts: fail when the files disagree with ``request_counts``. Default True.
+    :param failure_threshold: fail when more than this fraction of the requests failed:
+        None (default) only when every one did; 0.0 on any failure; 1.0 never.
     """
 
     template_fields: Sequence[str] = (
+        "batch_id",
         "sensor_task_id",
         "output_file_id",
         "error_file_id",
@@ -343,6 +296,7 @@ class OpenAIBatchResultsOperator(BaseOperator):
     def __init__(
         self,
         *,
+        batch_id: str | None = None,
         sensor_task_id: str | None = None,
         output_file_id: str | None = None,
         error_file_id: str | None = None,
@@ -350,9 +304,11 @@ class OpenAIBatchResultsOperator(BaseOperator):
         destination: str | os.PathLike[str] | ObjectStoragePath | None = None,
         conn_id: str = OpenAIBatchHook.default_conn_name,
         check_counts: bool = True,
+        failure_threshold: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.batch_id = batch_id
         self.sensor_task_id = sensor_task_id
         self.output_file_id = output_file_id
         self.error_file_id = error_file_id
@@ -360,56 +316,80 @@ class OpenAIBatchResultsOperator(BaseOperator):
         self.destination = destination
         self.conn_id = conn_id
         self.check_counts = check_counts
+        self.failure_threshold = check_failure_threshold(failure_threshold)
 
     @cached_property
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        output_file_id, error_file_id, counts = self._file_ids(context)
+        batch_id, output_file_id, error_file_id, counts = self._files(context)
         if not (output_file_id or error_file_id):
             raise AirflowFailException(f"Task {self.task_id!r}: the batch has no output or error file.")
-        destination = self._destination(context)
+        destination = (
+            to_path(self.destination) if self.destination is not None else default_destination(context["ti"])
+        )
+        paths, tally = download_results(
+            self.hook, destination, output_file_id, error_file_id, self.ERRORS_IN_SUMMARY
+        )
+        tokens = tally.total_tokens
         summary: dict[str, Any] = {
+            "batch_id": batch_id,
             "output_file_id": output_file_id,
             "error_file_id": error_file_id,
-            "output_path": None,
-            "error_path": None,
-            "succeeded": 0,
-            "failed": 0,
-            "total_tokens": 0,
-            "errors": [],
+            "output_path": paths.get("output"),
+            "error_path": paths.get("error"),
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
+            "error_codes": dict(tally.error_codes),
+            "tokens": tokens,
+            "total_tokens": tokens["total"],
+            "errors": tally.first_errors,
         }
-        with tempfile.TemporaryDirectory(prefix="openai-batch-") as scratch:
-            for kind, file_id in (("output", output_file_id), ("error", error_file_id)):
-                if not file_id:
-                    continue
-                local, final = self._download(file_id, destination, Path(scratch))
-                summary[f"{kind}_path"] = str(final)
-                self._tally(local, summary)
-                self.log.info("Downloaded %s file %s to %s.", kind, file_id, final)
         self.log.info(
-            "%d request(s) succeeded, %d failed, %d tokens.",
-            summary["succeeded"],
-            summary["failed"],
-            summary["total_tokens"],
+            "%d request(s) succeeded, %d failed, %d tokens.", tally.succeeded, tally.failed, tokens["total"]
         )
         if counts is not None and self.check_counts:
             self._check(counts, summary)
+        if too_many_failures(tally.succeeded + tally.failed, tally.failed, self.failure_threshold):
+            raise AirflowFailException(failure_message(self.task_id, tally, self.failure_threshold))
         return summary
 
-    def _file_ids(self, context: Context) -> tuple[str | None, str | None, RequestCounts | None]:
-        output_file_id, error_file_id, counts = self.output_file_id, self.error_file_id, self.request_counts
-        if output_file_id is None and error_file_id is None:
-            sensor = self.sensor_task_id or self._upstream_sensor()
-            ti = context["ti"]
-            output_file_id = ti.xcom_pull(task_ids=sensor)
-            error_file_id = ti.xcom_pull(task_ids=sensor, key=ERROR_FILE_ID_XCOM_KEY)
-            if counts is None:
-                counts = ti.xcom_pull(task_ids=sensor, key=REQUEST_COUNTS_XCOM_KEY)
+    def _destination(self, context: Context) -> Path | ObjectStoragePath:
+        if self.destination is not None:
+            return to_path(self.destination)
+        return default_destination(context["ti"])
+
+    def _files(self, context: Context) -> tuple[str | None, str | None, str | None, RequestCounts | None]:
+        """``(batch id, output file id, error file id, request counts)`` from the arguments or the sensor."""
+        counts = self.request_counts
+        if self.batch_id is not None:
+            batch: Batch | None = self.hook.get_batch(self.batch_id)
+        elif self.output_file_id is not None or self.error_file_id is not None:
+            batch = None
+        else:
+            batch = self._sensor_batch(context)
+        if batch is not None:
+            output_file_id, error_file_id = batch.output_file_id, batch.error_file_id
+            counts = counts if counts is not None else batch.request_counts
+        else:
+            output_file_id, error_file_id = self.output_file_id or None, self.error_file_id or None
         if counts is not None and not isinstance(counts, RequestCounts):
             counts = RequestCounts.model_validate(counts)
-        return output_file_id or None, error_file_id or None, counts
+        return (batch.id if batch else None), output_file_id, error_file_id, counts
+
+    def _sensor_batch(self, context: Context) -> Batch:
+        sensor = self.sensor_task_id or self._upstream_sensor()
+        ti = context["ti"]
+        # The sensor of this map index only: a mapped sensor has one batch per map index.
+        value = ti.xcom_pull(task_ids=sensor, key=BATCH_XCOM_KEY, map_indexes=ti.map_index)
+        if not isinstance(value, dict):
+            raise AirflowFailException(
+                f"Task {self.task_id!r}: sensor {sensor!r} left no batch for map index {ti.map_index}. "
+                "When the sensor is mapped, map this task alike (put both in one mapped task group), or pass "
+                "batch_id, e.g. OpenAIBatchResultsOperator.partial(...).expand(batch_id=submit.output)."
+            )
+        return Batch.model_validate(value)
 
     def _upstream_sensor(self) -> str:
         sensors = [
@@ -421,52 +401,9 @@ class OpenAIBatchResultsOperator(BaseOperator):
         if len(sensors) != 1:
             raise AirflowFailException(
                 f"Task {self.task_id!r}: found {len(sensors)} OpenAIBatchSensor(s) directly upstream; "
-                "pass sensor_task_id, or output_file_id / error_file_id."
+                "pass batch_id, sensor_task_id, or output_file_id / error_file_id."
             )
         return sensors[0]
-
-    def _destination(self, context: Context) -> Path | ObjectStoragePath:
-        if self.destination is not None:
-            return to_path(self.destination)
-        ti = context["ti"]
-        map_index = ti.map_index if ti.map_index is not None else -1
-        task = ti.task_id if map_index < 0 else f"{ti.task_id}-{map_index}"
-        return (
-            Path(tempfile.gettempdir())
-            / "airflow-batch-results"
-            / safe_name(ti.dag_id)
-            / safe_name(ti.run_id)
-            / safe_name(task)
-        )
-
-    def _download(
-        self, file_id: str, destination: Path | ObjectStoragePath, scratch: Path
-    ) -> tuple[Path, Path | ObjectStoragePath]:
-        """Download to the destination; return a local copy to read and the final location."""
-        name = f"{safe_name(file_id)}.jsonl"
-        local_dir = local_path(destination)
-        if local_dir is not None:
-            local_dir.mkdir(parents=True, exist_ok=True)
-            local = self.hook.download_file(file_id, local_dir / name)
-            return local, local
-        local = self.hook.download_file(file_id, scratch / name)
-        final = destination / name
-        with local.open("rb") as source, final.open("wb") as target:
-            shutil.copyfileobj(source, target, length=1 << 20)
-        return local, final
-
-    def _tally(self, path: Path, summary: dict[str, Any]) -> None:
-        for result in jsonl.read_results(path):
-            if result.succeeded:
-                summary["succeeded"] += 1
-            else:
-                summary["failed"] += 1
-                if len(summary["errors"]) < self.ERRORS_IN_SUMMARY:
-                    summary["errors"].append(_describe_failure(result))
-            body = result.response.body if result.response else None
-            usage = body.get("usage") if isinstance(body, dict) else None
-            if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-                summary["total_tokens"] += usage["total_tokens"]
 
     def _check(self, counts: RequestCounts, summary: Mapping[str, Any]) -> None:
         """Fail when the files hold fewer results than the batch reported."""
@@ -483,15 +420,3 @@ class OpenAIBatchResultsOperator(BaseOperator):
                 f"Task {self.task_id!r}: the downloaded files disagree with the batch's request counts: "
                 f"{'; '.join(problems)}."
             )
-
-
-def _describe_failure(result: BatchResult) -> dict[str, Any]:
-    response, error = result.response, result.error
-    body = response.body if response else None
-    body_error = body.get("error") if isinstance(body, dict) else None
-    return {
-        "custom_id": result.custom_id,
-        "status_code": response.status_code if response else None,
-        "code": error.code if error else (body_error or {}).get("code"),
-        "message": error.message if error else (body_error or {}).get("message"),
-    }

@@ -22,8 +22,11 @@ from airflow_batch_provider.utils import (
     ERROR_FILE_ID_XCOM_KEY,
     REQUEST_COUNTS_XCOM_KEY,
     cancel_batch_on_kill,
+    check_failure_threshold,
+    describe_failures,
     format_progress,
     is_transient,
+    too_many_failures,
 )
 
 if TYPE_CHECKING:
@@ -44,8 +47,9 @@ class OpenAIBatchSensor(BaseSensorOperator):
     Outcome:
 
     * ``completed``: returns ``output_file_id`` and pushes ``error_file_id``,
-      ``request_counts`` and the whole batch (``batch``, JSON) as XComs. A completed batch
-      in which every request failed (no output file) fails the task, naming the error file.
+      ``request_counts`` and the whole batch (``batch``, JSON) as XComs. Fails when more of
+      its requests failed than ``failure_threshold`` allows (by default: when every one
+      did), naming the commonest reasons from the error file.
     * ``failed``: fails the task listing every error the API reported (line, param, code,
       message).
     * ``expired`` / ``cancelled``: fail the task, unless ``allow_partial`` is set: then the
@@ -73,6 +77,11 @@ class OpenAIBatchSensor(BaseSensorOperator):
         waiting (deferred: by the trigger's ``on_kill``, Airflow 3.3+ only; poke mode: by
         the operator's ``on_kill``; reschedule mode: not possible between pokes).
         Default True.
+    :param cancel_on_timeout: cancel the batch when the sensor gives up at its ``timeout``,
+        so that it stops running (and billing). Default True.
+    :param failure_threshold: fail a completed batch when more than this fraction of its
+        requests failed: None (default) only when every one did; 0.0 on any failure; 0.05
+        above 5%; 1.0 never.
     """
 
     template_fields: Sequence[str] = ("batch_id", "conn_id")
@@ -88,6 +97,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
         poll_interval: float = 60.0,
         allow_partial: bool = False,
         cancel_on_kill: bool = True,
+        cancel_on_timeout: bool = True,
+        failure_threshold: float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -98,6 +109,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.allow_partial = allow_partial
         self.cancel_on_kill = cancel_on_kill
+        self.cancel_on_timeout = cancel_on_timeout
+        self.failure_threshold = check_failure_threshold(failure_threshold)
 
     @cached_property
     def hook(self) -> OpenAIBatchHook:
@@ -105,7 +118,11 @@ class OpenAIBatchSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:
+                self._cancel_at_timeout()
+                raise
         self._push_url(context)
         batch = self._look()
         if batch is not None and batch.status.is_terminal:
@@ -129,7 +146,7 @@ class OpenAIBatchSensor(BaseSensorOperator):
             self.log.info(format_progress(batch))
             return self._finish(batch, context)
         if event["status"] == EVENT_TIMEOUT:
-            raise AirflowSensorTimeout(event["message"])
+            raise AirflowSensorTimeout(f"{event['message']}{self._cancel_at_timeout()}")
         raise AirflowException(event["message"])
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -155,6 +172,20 @@ class OpenAIBatchSensor(BaseSensorOperator):
         if self.cancel_on_kill:
             cancel_batch_on_kill(self.hook, self.batch_id, self.log)
 
+    def _cancel_at_timeout(self) -> str:
+        """Cancel the batch if asked to at the timeout; say what happened, for the error."""
+        if not self.cancel_on_timeout:
+            return " The batch keeps running (cancel_on_timeout=False)."
+        try:
+            batch = self.hook.cancel_batch(self.batch_id)
+        except Exception as error:  # the timeout is the error to report; this one is only logged
+            self.log.warning("Could not cancel batch %s at the timeout: %s", self.batch_id, error)
+            return f" Cancelling the batch failed: {error}"
+        self.log.warning(
+            "Cancelled batch %s at the sensor's timeout: it is now %s.", self.batch_id, batch.status
+        )
+        return f" The batch was cancelled (it is now {batch.status})."
+
     def _push_url(self, context: Context) -> None:
         # Pushed even when None (no known page), so that the link finds a value either way.
         context["ti"].xcom_push(key=BATCH_URL_XCOM_KEY, value=self.hook.batch_page_url(self.batch_id))
@@ -168,9 +199,18 @@ class OpenAIBatchSensor(BaseSensorOperator):
         ti.xcom_push(key=ERROR_FILE_ID_XCOM_KEY, value=batch.error_file_id)
 
         if batch.status == BatchStatus.COMPLETED:
-            if batch.output_file_id is None and batch.error_file_id is not None:
+            failed = counts.failed if counts else 0
+            total = counts.total if counts else 0
+            if batch.output_file_id is None and batch.error_file_id is not None and not total:
+                failed = total = 1  # no counts from this server: no output file means every request failed
+            if too_many_failures(total, failed, self.failure_threshold):
+                allowed = (
+                    "every one" if self.failure_threshold is None else f"above {self.failure_threshold:.0%}"
+                )
+                reasons = describe_failures(self.hook, batch.error_file_id) if batch.error_file_id else ""
                 raise AirflowFailException(
-                    f"Every request of batch {batch.id} failed; see its error file {batch.error_file_id}."
+                    f"Batch {batch.id}: {failed:,} of {total:,} request(s) failed ({allowed}); commonest "
+                    f"reasons: {reasons.rstrip('.') or 'unknown'}. See its error file {batch.error_file_id}."
                 )
             if batch.error_file_id is not None:
                 self.log.warning(

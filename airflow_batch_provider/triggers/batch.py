@@ -156,3 +156,173 @@ class OpenAIBatchTrigger(BaseTrigger):
             self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
         else:
             self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
+
+
+def format_parts_progress(batches: list[Batch]) -> str:
+    """One log line about where several batches stand together.
+
+    ``3 batch(es): 2 in_progress, 1 completed; 61,000/120,000 requests done (50.8%), 12 failed``
+    """
+    statuses: dict[str, int] = {}
+    total = done = failed = 0
+    for batch in batches:
+        statuses[str(batch.status)] = statuses.get(str(batch.status), 0) + 1
+        if batch.request_counts is not None:
+            total += batch.request_counts.total
+            done += batch.request_counts.completed + batch.request_counts.failed
+            failed += batch.request_counts.failed
+    line = f"{len(batches)} batch(es): " + ", ".join(
+        f"{count} {status}" for status, count in statuses.items()
+    )
+    if total:
+        line += f"; {done:,}/{total:,} requests done ({done / total:.1%}), {failed:,} failed"
+    return line
+
+
+class OpenAIBatchesTrigger(BaseTrigger):
+    """Poll several batches until every one is terminal, then fire one event carrying them all.
+
+    One trigger for all the batches (parts) of one task, so a task that splits its input
+    into many batches still holds one trigger and no worker slot. Each poll reads the
+    batches not yet terminal, at once; transient errors are ridden out as in
+    :class:`OpenAIBatchTrigger`, and an error waiting cannot fix ends the wait.
+
+    With no batches it is a timer: it fires when ``not_before`` comes (used to wait before
+    a retry round, or for the organization's enqueued-token limit to free up).
+
+    The event's payload is ``{"status": "terminal" | "error" | "timeout", "message",
+    "batches": {batch_id: Batch JSON}}`` (the batches as last read).
+
+    :param conn_id: the OpenAI Batch connection. Only its id is serialized, never a secret.
+    :param batch_ids: the batches to wait for.
+    :param poll_interval: seconds between two reads. Default 60.
+    :param deadline: absolute time (epoch seconds) after which the trigger gives up with a
+        timeout event; default None: no deadline.
+    :param not_before: absolute time (epoch seconds) before which the event does not fire,
+        even when every batch is terminal; default None.
+    :param cancel_on_kill: cancel every batch not yet terminal when a user kills or marks
+        the deferred task (``on_kill``, Airflow 3.3+). Default True.
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        batch_ids: list[str],
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+        not_before: float | None = None,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.batch_ids = list(batch_ids)
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+        self.not_before = not_before
+        self.cancel_on_kill = cancel_on_kill
+        self._last: dict[str, Batch] = {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "conn_id": self.conn_id,
+                "batch_ids": self.batch_ids,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "not_before": self.not_before,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    @cached_property
+    def hook(self) -> OpenAIBatchHook:
+        return OpenAIBatchHook(conn_id=self.conn_id)
+
+    def _event(self, status: str, message: str) -> TriggerEvent:
+        batches = {batch_id: batch.model_dump(mode="json") for batch_id, batch in self._last.items()}
+        return TriggerEvent({"status": status, "message": message, "batches": batches})
+
+    def _unfinished(self) -> list[str]:
+        return [
+            batch_id
+            for batch_id in self.batch_ids
+            if batch_id not in self._last or not self._last[batch_id].status.is_terminal
+        ]
+
+    async def _poll(self) -> tuple[bool, str | None]:
+        """Read every unfinished batch once: ``(whether a read failed for now, why to stop or None)``."""
+
+        async def read(batch_id: str) -> Batch | OpenAIBatchAPIError:
+            try:
+                return await self.hook.aget_batch(batch_id)
+            except OpenAIBatchAPIError as error:
+                return error
+
+        unfinished = self._unfinished()
+        transient = False
+        for batch_id, answer in zip(unfinished, await asyncio.gather(*map(read, unfinished)), strict=True):
+            if isinstance(answer, Batch):
+                self._last[batch_id] = answer
+            elif is_transient(answer):
+                self.log.warning("Reading batch %s failed, will retry: %s", batch_id, answer)
+                transient = True
+            else:
+                return transient, f"Stopped waiting for batch {batch_id}: {answer}"
+        if self._last:
+            self.log.info(format_parts_progress(list(self._last.values())))
+        return transient, None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        retry_delay = min(1.0, self.poll_interval)
+        while True:
+            poll_started = time.monotonic()
+            transient = False
+            if self._unfinished():
+                try:
+                    await self.hook.aget_settings()
+                except Exception as error:  # no such connection, or one the hook cannot use
+                    yield self._event(EVENT_ERROR, f"Cannot use connection {self.conn_id!r}: {error}")
+                    return
+                transient, stop = await self._poll()
+                if stop is not None:
+                    yield self._event(EVENT_ERROR, stop)
+                    return
+            now = time.time()
+            if not self._unfinished():
+                if self.not_before is None or now >= self.not_before:
+                    yield self._event(EVENT_TERMINAL, f"{len(self.batch_ids)} batch(es) ended.")
+                    return
+                delay = self.not_before - now
+            elif transient:
+                delay, retry_delay = retry_delay, min(retry_delay * 2, self.poll_interval)
+            else:
+                delay, retry_delay = (
+                    poll_started + self.poll_interval - time.monotonic(),
+                    min(1.0, self.poll_interval),
+                )
+            if self.deadline is not None and now >= self.deadline:
+                running = len(self._unfinished())
+                yield self._event(EVENT_TIMEOUT, f"{running} batch(es) still running at the deadline.")
+                return
+            await asyncio.sleep(self._until_deadline(delay))
+
+    def _until_deadline(self, seconds: float) -> float:
+        if self.deadline is None:
+            return max(0.0, seconds)
+        return max(0.0, min(seconds, self.deadline - time.time()))
+
+    async def on_kill(self) -> None:
+        """Cancel every batch not yet terminal when a user kills the deferred task (Airflow 3.3+)."""
+        if not self.cancel_on_kill:
+            return
+
+        async def cancel(batch_id: str) -> None:
+            try:
+                batch = await asyncio.wait_for(self.hook.acancel_batch(batch_id), CANCEL_TIMEOUT)
+            except (OpenAIBatchAPIError, asyncio.TimeoutError, ValueError) as error:
+                self.log.warning("Could not cancel batch %s: %s", batch_id, error)
+            else:
+                self.log.info("Cancelled batch %s on kill: it is now %s.", batch_id, batch.status)
+
+        await asyncio.gather(*map(cancel, self._unfinished()))

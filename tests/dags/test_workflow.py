@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,9 @@ import pytest
 from airflow.sdk import DAG, task
 
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
-from airflow_batch_provider.operators.batch import (
-    BATCH_ID_STATE_KEY,
-    OpenAIBatchResultsOperator,
-    OpenAIBatchSubmitOperator,
-)
+from airflow_batch_provider.operators.batch import OpenAIBatchResultsOperator, OpenAIBatchSubmitOperator
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
+from airflow_batch_provider.submission import STATE_KEY_PREFIX
 from tests.support.emulator import api, batches_of, set_faults
 from tests.support.requests import chat_request
 
@@ -55,7 +53,9 @@ def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secre
         "airflow_run_id": batch["metadata"]["airflow_run_id"],
         "airflow_task_id": "submit",
         "airflow_map_index": "-1",
+        "airflow_input_sha256": batch["metadata"]["airflow_input_sha256"],
     }
+    assert batch["metadata"]["airflow_input_sha256"].startswith("sha256:")
     assert result.xcom("submit", "input_file_id") == batch["input_file_id"]
     assert result.xcom("wait") == batch["output_file_id"]
     assert result.xcom("wait", "error_file_id") == batch["error_file_id"] is not None
@@ -219,7 +219,7 @@ def test_sensor_rides_out_429s_and_5xx(run_dag, make_emulator, emulator_conn, as
 class CrashingSubmit(OpenAIBatchSubmitOperator):
     """Loses its first try right after creating the batch, like a worker that died."""
 
-    def __init__(self, *, forget_state: bool = False, cancel: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, forget_state: str | None = None, cancel: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.forget_state = forget_state
         self.cancel = cancel
@@ -227,20 +227,28 @@ class CrashingSubmit(OpenAIBatchSubmitOperator):
     def execute(self, context: Any) -> str:
         batch_id = super().execute(context)
         if context["ti"].try_number == 1:
-            if self.forget_state:  # died before the id reached the durable task state
-                context["task_state_store"].delete(BATCH_ID_STATE_KEY)
+            store = context["task_state_store"]
+            if self.forget_state == "id":  # died after the paid call, before recording the batch id
+                record = store.get(STATE_KEY_PREFIX)
+                store.set(
+                    STATE_KEY_PREFIX, {"intent_at": time.time() - 1, "fingerprint": record["fingerprint"]}
+                )
+            elif self.forget_state == "all":  # as on Airflow < 3.3: no durable state at all
+                store.delete(STATE_KEY_PREFIX)
             if self.cancel:  # and someone cancelled its batch meanwhile
                 self.hook.cancel_batch(batch_id)
             raise RuntimeError(f"simulated crash after creating {batch_id}")
         return batch_id
 
 
-@pytest.mark.parametrize("forget_state", [False, True], ids=["task_state_store", "metadata_lookup"])
+@pytest.mark.parametrize(
+    "forget_state", [None, "id", "all"], ids=["task_state_store", "intent_recorded", "metadata_lookup"]
+)
 def test_retry_reattaches_to_the_batch_of_the_failed_try(
-    run_dag, emulator, emulator_conn, assert_no_secret, forget_state: bool
+    run_dag, emulator, emulator_conn, assert_no_secret, forget_state: str | None
 ) -> None:
     emulator_conn(emulator)
-    dag_id = f"wf_retry_{'metadata' if forget_state else 'state'}"
+    dag_id = f"wf_retry_{forget_state or 'state'}"
     with DAG(dag_id, schedule=None, start_date=START) as dag:
         submit = CrashingSubmit(
             task_id="submit",
@@ -366,8 +374,10 @@ def test_completed_batch_in_which_every_request_failed_fails(
     assert result.states == {"submit": "success", "wait": "failed"}
     batch = result.xcom("wait", "batch")
     assert (batch["status"], batch["output_file_id"]) == ("completed", None)
-    assert f"Every request of batch {batch['id']} failed; see its error file {batch['error_file_id']}" in (
-        result.output
-    )
+    assert (
+        f"Batch {batch['id']}: 3 of 3 request(s) failed (every one); commonest reasons: "
+        "missing_required_parameter (3): Missing required parameter: 'messages'. "
+        f"See its error file {batch['error_file_id']}."
+    ) in result.output
     assert result.xcom("wait", "request_counts") == {"total": 3, "completed": 0, "failed": 3}
     assert_no_secret(result, emulator)

@@ -34,7 +34,7 @@ def test_exactly_one_input(inputs: dict, named: str) -> None:
     ("metadata", "problem"),
     [
         ({"airflow_run_id": "x"}, r"keys \['airflow_run_id'\] are set by the operator"),
-        ({f"k{n}": "v" for n in range(13)}, "13 keys, but at most 12 are free"),
+        ({f"k{n}": "v" for n in range(10)}, "10 keys, but at most 9 are free"),
         ({"k" * 65: "v"}, "is not a string of at most 64 characters"),
         ({"key": "v" * 513}, "value of 'key' is not a string of at most 512 characters"),
         ({"key": 3}, "value of 'key' is not a string"),

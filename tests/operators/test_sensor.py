@@ -87,10 +87,10 @@ def test_trigger_error_event_fails_with_its_reason() -> None:
 
 
 def test_trigger_timeout_event_is_a_sensor_timeout() -> None:
-    sensor = OpenAIBatchSensor(task_id="wait", batch_id="b")
+    sensor = OpenAIBatchSensor(task_id="wait", batch_id="b", cancel_on_timeout=False)
     event = {"status": "timeout", "batch_id": "b", "message": "still in_progress", "batch": None}
 
-    with pytest.raises(AirflowSensorTimeout, match="still in_progress"):
+    with pytest.raises(AirflowSensorTimeout, match=r"still in_progress The batch keeps running"):
         sensor.execute_complete({}, event)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,173 @@
+"""The state of one task's run through many batches: its parts, their batches round after round.
+
+:class:`RunState` travels with the deferred task (it is small: a line per batch), so a task
+resumed on another worker knows every batch it made. The local files it names (parts, results)
+are a cache: :class:`RunFiles` fetches whatever is missing from the API again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from airflow_batch_provider.jsonl.results import iter_heads, request_custom_id
+from airflow_batch_provider.models import Batch, BatchStatus
+
+if TYPE_CHECKING:
+    from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+
+TOKEN_LIMIT_EXCEEDED = "token_limit_exceeded"
+"""Error code of a batch refused because the organization's enqueued tokens are at their limit."""
+
+
+class BatchRecord(BaseModel):
+    """One batch of a part, as last seen."""
+
+    id: str
+    slot: str
+    input_file_id: str
+    status: str = BatchStatus.VALIDATING.value
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    errors: list[str] = Field(default_factory=list)
+    """The batch's own errors (``code: message``) when it failed."""
+
+    def update(self, batch: Batch) -> None:
+        """Take the status, files and errors of the batch as last read."""
+        self.status = batch.status.value
+        self.output_file_id, self.error_file_id = batch.output_file_id, batch.error_file_id
+        self.errors = [error.describe() for error in (batch.errors.data if batch.errors else [])]
+
+    @property
+    def token_limited(self) -> bool:
+        """True when the batch failed only because the enqueued-token limit was reached."""
+        return self.status == BatchStatus.FAILED and any(
+            TOKEN_LIMIT_EXCEEDED in error for error in self.errors
+        )
+
+
+class PartState(BaseModel):
+    """One part of the task's input and every batch that ran (some of) its requests."""
+
+    index: int
+    requests: int
+    digest: str
+    input_file_id: str | None = None
+    batches: list[BatchRecord] = Field(default_factory=list)
+
+    @property
+    def slot(self) -> str:
+        """The slot of the part's first batch: ``<index>``."""
+        return str(self.index)
+
+
+class RunState(BaseModel):
+    """Where one task's run stands."""
+
+    endpoint: str
+    started_at: float
+    deadline: float | None = None
+    round: int = 0
+    parts: list[PartState]
+    live: list[str] = Field(default_factory=list)
+    """Batches being waited for."""
+    to_submit: list[tuple[int, str, str | None]] = Field(default_factory=list)
+    """``(part index, slot, input file id or None)`` to create when the timer fires."""
+    not_before: float | None = None
+    """When the batches of ``to_submit`` are due (epoch seconds)."""
+    token_waits: int = 0
+
+    def records(self) -> Iterator[tuple[PartState, BatchRecord]]:
+        """Every batch of every part."""
+        for part in self.parts:
+            for record in part.batches:
+                yield part, record
+
+    def record(self, batch_id: str) -> BatchRecord:
+        """The record of one batch of the run."""
+        return next(record for _, record in self.records() if record.id == batch_id)
+
+    def rounds(self) -> dict[str, list[str]]:
+        """Batch ids by round (``"0"``, ``"1"``, ...), for the summary."""
+        by_round: dict[str, list[str]] = {}
+        for _, record in self.records():
+            by_round.setdefault(slot_round(record.slot), []).append(record.id)
+        return by_round
+
+
+def slot_round(slot: str) -> str:
+    """The round of a slot: ``3`` is round 0, ``3.r2`` and ``3.r2.t1`` round 2."""
+    for piece in slot.split("."):
+        if piece.startswith("r"):
+            return piece[1:]
+    return "0"
+
+
+class RunFiles:
+    """The local copies of a run's files under ``directory``, fetched from the API when missing.
+
+    :param hook: the API.
+    :param directory: this task instance's work directory.
+    """
+
+    def __init__(self, hook: OpenAIBatchHook, directory: Path) -> None:
+        self.hook = hook
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def part_input(self, part: PartState) -> Path:
+        """The part's input file (``part-<index>.jsonl``), downloaded from its input file id if missing."""
+        path = self.directory / f"part-{part.index:05d}.jsonl"
+        if not path.exists():
+            if part.input_file_id is None:
+                raise FileNotFoundError(f"{path} is missing, and part {part.index} was never uploaded")
+            self.hook.download_file(part.input_file_id, path)
+        return path
+
+    def file(self, file_id: str) -> Path:
+        """A result file, downloaded once."""
+        path = self.directory / f"{file_id}.jsonl"
+        if not path.exists():
+            self.hook.download_file(file_id, path)
+        return path
+
+    def results(self, part: PartState) -> list[Path]:
+        """The part's result files, earliest batch first (a later file's line wins in a join)."""
+        return [
+            self.file(file_id)
+            for record in part.batches
+            for file_id in (record.output_file_id, record.error_file_id)
+            if file_id
+        ]
+
+    def retry_input(self, part: PartState, round_number: int) -> tuple[Path, int]:
+        """Write the part's requests worth another try to ``part-<index>.r<round>.jsonl``.
+
+        A request is worth another try when its latest result is a failure that may pass next
+        time (429, 5xx, expired; see :func:`rules.is_retryable_result`). Requests of a batch a
+        user cancelled are not retried.
+
+        :return: the file and how many requests it holds.
+        """
+        latest: dict[str, bool] = {}
+        for record in part.batches:
+            if record.status == BatchStatus.CANCELLED:
+                continue
+            for file_id in (record.output_file_id, record.error_file_id):
+                if file_id:
+                    for head in iter_heads(self.file(file_id)):
+                        latest[head.custom_id] = head.retryable
+        path = self.directory / f"part-{part.index:05d}.r{round_number}.jsonl"
+        count = 0
+        with self.part_input(part).open("rb") as source, path.open("wb") as out:
+            for line in source:
+                if line.strip() and latest.get(request_custom_id(line)):
+                    out.write(line)
+                    count += 1
+        if not count:
+            os.unlink(path)
+        return path, count
