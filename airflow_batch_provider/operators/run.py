@@ -219,9 +219,9 @@ class OpenAIBatchOperator(BaseOperator):
         self._push_links(context, state)
         return self._wait(state)
 
-    def execute_complete(self, context: Context, event: dict[str, Any], state: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: submit what is due, or go on from the ended batches."""
-        run = RunState.model_validate(state)
+        run = RunState.model_validate(event["state"])
         if event["status"] == EVENT_TIMEOUT:
             self._cancel(run.live, "the task's timeout passed")
             raise AirflowFailException(
@@ -440,9 +440,9 @@ class OpenAIBatchOperator(BaseOperator):
                 deadline=run.deadline,
                 not_before=run.not_before if run.to_submit else None,
                 cancel_on_kill=self.cancel_on_kill,
+                state=run.model_dump(mode="json"),
             ),
             method_name="execute_complete",
-            kwargs={"state": run.model_dump(mode="json")},
             timeout=timeout,
         )
 

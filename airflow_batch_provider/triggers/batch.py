@@ -191,7 +191,8 @@ class OpenAIBatchesTrigger(BaseTrigger):
     a retry round, or for the organization's enqueued-token limit to free up).
 
     The event's payload is ``{"status": "terminal" | "error" | "timeout", "message",
-    "batches": {batch_id: Batch JSON}}`` (the batches as last read).
+    "batches": {batch_id: Batch JSON}, "state": state}`` (the batches as last read, and
+    ``state`` handed back as given).
 
     :param conn_id: the OpenAI Batch connection. Only its id is serialized, never a secret.
     :param batch_ids: the batches to wait for.
@@ -202,6 +203,8 @@ class OpenAIBatchesTrigger(BaseTrigger):
         even when every batch is terminal; default None.
     :param cancel_on_kill: cancel every batch not yet terminal when a user kills or marks
         the deferred task (``on_kill``, Airflow 3.3+). Default True.
+    :param state: what the task needs to go on (JSON, no secret), handed back in the event.
+        It travels with the trigger because ``dag.test()`` drops ``defer(kwargs=...)``.
     """
 
     def __init__(
@@ -212,6 +215,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
         deadline: float | None = None,
         not_before: float | None = None,
         cancel_on_kill: bool = True,
+        state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
@@ -220,6 +224,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
         self.deadline = deadline
         self.not_before = not_before
         self.cancel_on_kill = cancel_on_kill
+        self.state = state
         self._last: dict[str, Batch] = {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -232,6 +237,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "not_before": self.not_before,
                 "cancel_on_kill": self.cancel_on_kill,
+                "state": self.state,
             },
         )
 
@@ -241,7 +247,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
 
     def _event(self, status: str, message: str) -> TriggerEvent:
         batches = {batch_id: batch.model_dump(mode="json") for batch_id, batch in self._last.items()}
-        return TriggerEvent({"status": status, "message": message, "batches": batches})
+        return TriggerEvent({"status": status, "message": message, "batches": batches, "state": self.state})
 
     def _unfinished(self) -> list[str]:
         return [
