@@ -35,9 +35,15 @@ class DagResult:
     states: dict[str, str]
     xcoms: dict[tuple[str, str], Any]
     output: str
+    mapped: dict[tuple[str, str], dict[int, Any]]
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
         return self.xcoms.get((task_id, key))
+
+    def xcoms_by_map_index(self, task_id: str, key: str = "return_value") -> list[Any]:
+        """The values of every map index of a mapped task, in map-index order."""
+        values = self.mapped.get((task_id, key), {})
+        return [values[index] for index in sorted(values)]
 
 
 @pytest.fixture
@@ -69,10 +75,15 @@ def run_dag(
             states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
             rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id)).all()
             xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+            mapped: dict[tuple[str, str], dict[int, Any]] = {}
+            for row in rows:
+                mapped.setdefault((row.task_id, row.key), {})[row.map_index] = XComModel.deserialize_value(
+                    row
+                )
         # Show the run's output in pytest's report when a test fails.
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)
-        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err + caplog.text)
+        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err + caplog.text, mapped)
 
     return run
 
