@@ -1,6 +1,11 @@
-"""Embeddings through the Batch API: embed documents in one batch, then find similar pairs.
+"""Embeddings for several document sets: one batch per set, by dynamic task mapping of the operators.
 
-Same connection as the chat example (``openai_batch_default``): zero configuration against
+``OpenAIBatchSubmitOperator``, ``OpenAIBatchSensor`` and ``OpenAIBatchResultsOperator`` expand
+over the sets: one submit, one deferred wait and one download per set, each downloading the
+batch of its own map index (``batch_id=submit.output``). A last task finds the most similar
+pair of documents in each set.
+
+Same connection as the other examples (``openai_batch_default``): zero configuration against
 the emulator, OpenAI by changing only the connection.
 """
 
@@ -15,12 +20,21 @@ from airflow.sdk import dag, task
 from airflow_batch_provider.operators.batch import OpenAIBatchResultsOperator, OpenAIBatchSubmitOperator
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
 
-DOCUMENTS = {
-    "doc-dag": "A DAG is a collection of tasks with dependencies between them.",
-    "doc-sensor": "A sensor waits for something to happen before downstream tasks run.",
-    "doc-trigger": "A trigger runs in the triggerer and wakes a deferred task up.",
-    "doc-batch": "The Batch API runs many requests asynchronously at a lower price.",
-    "doc-xcom": "XComs let tasks exchange small pieces of data.",
+DOCUMENT_SETS = {
+    "airflow": {
+        "doc-dag": "A DAG is a collection of tasks with dependencies between them.",
+        "doc-sensor": "A sensor waits for something to happen before downstream tasks run.",
+        "doc-trigger": "A trigger runs in the triggerer and wakes a deferred task up.",
+    },
+    "batch": {
+        "doc-batch": "The Batch API runs many requests asynchronously at a lower price.",
+        "doc-window": "A batch completes within its 24 hour completion window.",
+    },
+    "data": {
+        "doc-xcom": "XComs let tasks exchange small pieces of data.",
+        "doc-storage": "Object storage keeps large files that tasks read and write.",
+        "doc-files": "Large results belong in files, not in XComs.",
+    },
 }
 
 
@@ -34,29 +48,34 @@ DOCUMENTS = {
 )
 def example_openai_batch_embeddings() -> None:
     @task
-    def build_requests() -> list[dict[str, Any]]:
+    def request_sets() -> list[list[dict[str, Any]]]:
+        """One list of embedding requests per document set (``method`` and ``url`` are filled in)."""
         return [
-            {
-                "custom_id": doc_id,
-                "method": "POST",
-                "url": "/v1/embeddings",
-                "body": {"model": "text-embedding-3-small", "input": text, "dimensions": 256},
-            }
-            for doc_id, text in DOCUMENTS.items()
+            [
+                {
+                    "custom_id": doc_id,
+                    "body": {"model": "text-embedding-3-small", "input": text, "dimensions": 256},
+                }
+                for doc_id, text in documents.items()
+            ]
+            for documents in DOCUMENT_SETS.values()
         ]
 
-    submit = OpenAIBatchSubmitOperator(task_id="submit", requests=build_requests(), endpoint="/v1/embeddings")
-    wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=5)
-    results = OpenAIBatchResultsOperator(task_id="download")
+    submit = OpenAIBatchSubmitOperator.partial(task_id="submit", endpoint="/v1/embeddings").expand(
+        requests=request_sets()
+    )
+    wait = OpenAIBatchSensor.partial(task_id="wait", poll_interval=5).expand(batch_id=submit.output)
+    download = OpenAIBatchResultsOperator.partial(task_id="download").expand(batch_id=submit.output)
+    wait >> download
 
     @task
-    def most_similar(summary: dict[str, Any]) -> list[dict[str, Any]]:
-        """Rank document pairs by the cosine similarity of their embeddings."""
-        from airflow_batch_provider import jsonl
+    def most_similar(summary: dict[str, Any]) -> dict[str, Any]:
+        """The most similar pair of documents of one set, by the cosine of their embeddings."""
+        from airflow_batch_provider.jsonl import read_results
 
         vectors = {
             result.custom_id: result.response.body["data"][0]["embedding"]
-            for result in jsonl.read_results(summary["output_path"])
+            for result in read_results(summary["output_path"])
             if result.succeeded and result.response is not None
         }
 
@@ -65,18 +84,12 @@ def example_openai_batch_embeddings() -> None:
             return dot / (math.hypot(*a) * math.hypot(*b))
 
         ids = sorted(vectors)
-        pairs = [
-            {"a": a, "b": b, "similarity": round(cosine(vectors[a], vectors[b]), 4)}
-            for i, a in enumerate(ids)
-            for b in ids[i + 1 :]
-        ]
-        pairs.sort(key=lambda pair: pair["similarity"], reverse=True)
-        for pair in pairs[:3]:
-            print(f"{pair['a']} ~ {pair['b']}: {pair['similarity']}")
-        return pairs[:3]
+        pairs = [(cosine(vectors[a], vectors[b]), a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+        similarity, first, second = max(pairs) if pairs else (0.0, None, None)
+        print(f"{first} ~ {second}: {similarity:.4f}")
+        return {"a": first, "b": second, "similarity": round(similarity, 4)}
 
-    wait >> results
-    most_similar(results.output)
+    most_similar.expand(summary=download.output)
 
 
 example_openai_batch_embeddings()
