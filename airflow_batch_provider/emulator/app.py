@@ -13,13 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_batch_provider.emulator import inference
 from airflow_batch_provider.emulator.batches import batches_router
-from airflow_batch_provider.emulator.engine import make_executor
 from airflow_batch_provider.emulator.errors import (
     APIError,
     handle_api_error,
     handle_http_error,
     handle_validation_error,
 )
+from airflow_batch_provider.emulator.executors import make_executor
 from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState, admin_router
 from airflow_batch_provider.emulator.files import files_router
 from airflow_batch_provider.emulator.middleware import APIKeyMiddleware, RequestIdMiddleware

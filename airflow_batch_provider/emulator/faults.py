@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_batch_provider.emulator.engine import status_error
+from airflow_batch_provider.emulator.errors import status_error
 
 log = logging.getLogger(__name__)
 

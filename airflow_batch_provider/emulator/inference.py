@@ -1,7 +1,7 @@
 """The batch endpoints answered synchronously, so the emulator is also a plain OpenAI-compatible server.
 
 ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/completions``, ``/v1/embeddings`` and
-``/v1/moderations`` answer with the same :class:`~airflow_batch_provider.emulator.engine.Executor`
+``/v1/moderations`` answer with the same :class:`~airflow_batch_provider.emulator.executors.Executor`
 that executes batches, so a request sent directly gets exactly the body its batch line would get.
 Chaining two emulators (``--upstream`` of one pointing at the other) exercises the upstream mode.
 """
@@ -14,15 +14,15 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from airflow_batch_provider.emulator.engine import Executor
 from airflow_batch_provider.emulator.errors import INVALID_JSON, APIError
+from airflow_batch_provider.emulator.executors import Executor
 from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
 
 
 def router(executor: Executor) -> APIRouter:
     """A router answering POST on every endpoint the Batch API supports, with ``executor``.
 
-    :param executor: what computes each answer (the emulator's local engine or an upstream server).
+    :param executor: what computes each answer (the local executor or an upstream server).
     """
     api = APIRouter(tags=["inference"])
     for endpoint in SUPPORTED_ENDPOINTS:

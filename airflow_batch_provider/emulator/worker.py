@@ -22,7 +22,7 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
-from airflow_batch_provider.emulator.engine import Execution, Executor
+from airflow_batch_provider.emulator.executors import Execution, Executor
 from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.responses import now
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -43,7 +43,7 @@ class BatchWorker:
 
     :param store: where batches, their progress and their files live.
     :param settings: delays, concurrency and completion window.
-    :param executor: executes one request of a batch (local engine or upstream server).
+    :param executor: executes one request of a batch (local or upstream).
     """
 
     def __init__(self, store: Store, settings: EmulatorSettings, executor: Executor) -> None:
