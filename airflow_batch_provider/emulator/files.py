@@ -17,15 +17,15 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, Response
 
-from airflow_batch_provider.emulator.batches import check_expires_after
-from airflow_batch_provider.emulator.errors import APIError, invalid_value, missing_parameter, not_found
+from airflow_batch_provider.emulator.documents import Document, new_file, now
+from airflow_batch_provider.emulator.errors import APIError, missing_parameter, not_found
 from airflow_batch_provider.emulator.ids import new_id
-from airflow_batch_provider.emulator.responses import json_response, list_response, now
-from airflow_batch_provider.emulator.store import Document, Store
-from airflow_batch_provider.jsonl import MAX_FILE_BYTES
+from airflow_batch_provider.emulator.parameters import check_expires_after, check_purpose
+from airflow_batch_provider.emulator.responses import json_response, list_response
+from airflow_batch_provider.emulator.store import Store
+from airflow_batch_provider.models import FileDeleted
+from airflow_batch_provider.rules import MAX_FILE_BYTES
 
-PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-"""Purposes a client may upload a file for (``batch_output`` files are made by batches)."""
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 """Largest file ``POST /v1/files`` takes for purposes other than ``batch``."""
 MAX_MULTIPART_UPLOAD_BYTES = 8 * 1024 * 1024 * 1024
@@ -50,22 +50,6 @@ class CompleteUpload(BaseModel):
 
     part_ids: list[str]
     md5: str | None = None
-
-
-def check_purpose(purpose: str, filename: str, size: int) -> None:
-    """Raise the live API's 400 for a purpose it does not take or a file it would refuse."""
-    if purpose not in PURPOSES:
-        raise invalid_value("purpose", purpose, PURPOSES)
-    if purpose == "batch":
-        if not filename.lower().endswith(".jsonl"):
-            raise APIError(400, "Invalid file format for Batch API. Must be .jsonl", param="file")
-        if size > MAX_FILE_BYTES:
-            raise APIError(
-                400,
-                f"File is too large: {size} bytes. The Batch API takes input files of at most "
-                f"{MAX_FILE_BYTES // (1024 * 1024)} MB.",
-                param="file",
-            )
 
 
 def _file_not_found(file_id: str) -> APIError:
@@ -101,23 +85,6 @@ def _concatenate(parts: list[Path], target: Path) -> str:
                     out.write(chunk)
     os.replace(partial, target)
     return digest.hexdigest()
-
-
-def _file_doc(
-    file_id: str, size: int, filename: str, purpose: str, expires_after: dict[str, Any] | None
-) -> Document:
-    created = now()
-    return {
-        "id": file_id,
-        "object": "file",
-        "bytes": size,
-        "created_at": created,
-        "expires_at": created + expires_after["seconds"] if expires_after else None,
-        "filename": filename,
-        "purpose": purpose,
-        "status": "processed",
-        "status_details": None,
-    }
 
 
 def _form_text(form: Any, name: str) -> str | None:
@@ -163,7 +130,14 @@ def files_router(store: Store) -> APIRouter:
             raise APIError(
                 400, f"File is too large. The most this endpoint takes is {limit} bytes.", param="file"
             )
-        doc = _file_doc(file_id, size, filename, purpose, expires_after)
+        doc = new_file(
+            file_id,
+            size=size,
+            filename=filename,
+            purpose=purpose,
+            created_at=now(),
+            expires_after_seconds=None if expires_after is None else expires_after.seconds,
+        )
         store.add_file(doc)
         return json_response(doc)
 
@@ -192,7 +166,7 @@ def files_router(store: Store) -> APIRouter:
     async def delete_file(file_id: str) -> Response:
         if not store.delete_file(file_id):
             raise _file_not_found(file_id)
-        return json_response({"id": file_id, "object": "file", "deleted": True})
+        return json_response(FileDeleted(id=file_id, deleted=True).model_dump(mode="json"))
 
     def pending_upload(upload_id: str) -> Document:
         doc = store.get_upload(upload_id)
@@ -211,7 +185,9 @@ def files_router(store: Store) -> APIRouter:
         check_purpose(params.purpose, params.filename, params.bytes)
         if params.bytes > MAX_MULTIPART_UPLOAD_BYTES:
             raise APIError(400, "An upload takes at most 8 GB.", param="bytes", code="invalid_value")
-        expires_after = params.expires_after and check_expires_after(params.expires_after, "expires_after")
+        expires_after = None
+        if params.expires_after:
+            expires_after = check_expires_after(params.expires_after, "expires_after").model_dump()
         created = now()
         doc: Document = {
             "id": new_id("upload_"),
@@ -267,8 +243,14 @@ def files_router(store: Store) -> APIRouter:
         if params.md5 is not None and params.md5.lower() != md5:
             target.unlink()
             raise APIError(400, "The md5 of the uploaded bytes does not match the given md5.", param="md5")
-        file_doc = _file_doc(
-            file_id, total, doc["filename"], doc["purpose"], store.upload_file_expiry(upload_id)
+        expiry = store.upload_file_expiry(upload_id)
+        file_doc = new_file(
+            file_id,
+            size=total,
+            filename=doc["filename"],
+            purpose=doc["purpose"],
+            created_at=now(),
+            expires_after_seconds=None if expiry is None else expiry["seconds"],
         )
         store.add_file(file_doc)
         doc.update(status="completed", file=file_doc)

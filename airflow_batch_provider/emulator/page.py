@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import FileResponse, HTMLResponse, Response
 
+from airflow_batch_provider.emulator.documents import Document
 from airflow_batch_provider.emulator.errors import not_found
-from airflow_batch_provider.emulator.store import Document, Store
+from airflow_batch_provider.emulator.store import Store
+from airflow_batch_provider.rules import IN_PROGRESS_STATUSES
 
 PAGE_SIZE = 100
 _STYLE = """
@@ -66,9 +68,7 @@ def _page(title: str, body: str, refresh: bool) -> HTMLResponse:
 
 
 def _unfinished(batches: list[Document]) -> bool:
-    return any(
-        batch["status"] in ("validating", "in_progress", "finalizing", "cancelling") for batch in batches
-    )
+    return any(batch["status"] in IN_PROGRESS_STATUSES for batch in batches)
 
 
 def page_router(store: Store) -> APIRouter:

@@ -22,11 +22,11 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.documents import Document, now
 from airflow_batch_provider.emulator.executors import Execution, Executor
 from airflow_batch_provider.emulator.ids import new_id
-from airflow_batch_provider.emulator.responses import now
 from airflow_batch_provider.emulator.settings import EmulatorSettings
-from airflow_batch_provider.emulator.store import Document, Progress, Store
+from airflow_batch_provider.emulator.store import Progress, Store
 from airflow_batch_provider.models import BatchError, BatchRequest, BatchUsage
 
 log = logging.getLogger(__name__)
