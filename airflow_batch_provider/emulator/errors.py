@@ -89,6 +89,16 @@ def not_found(message: str, param: str | None = None) -> APIError:
     return APIError(404, message, param=param)
 
 
+def batch_not_found(batch_id: str) -> APIError:
+    """404 for a batch id the emulator does not know."""
+    return not_found(f"No batch found with id '{batch_id}'.")
+
+
+def file_not_found(file_id: str) -> APIError:
+    """404 for a file id the emulator does not know."""
+    return not_found(f"No such File object: {file_id}", param="id")
+
+
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
     401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
     404: ("The model does not exist or you do not have access to it.", "invalid_request_error", None),
