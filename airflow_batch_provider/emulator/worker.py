@@ -344,5 +344,5 @@ def _open_at(path: Path, size: int) -> BinaryIO:
 
 
 def _jsonl(line: Document) -> bytes:
-    # msgspec (which Airflow brings) encodes an embedding's floats ~20x faster than json.dumps.
+    # msgspec (which Airflow brings), because json.dumps is slow on an embedding's many floats.
     return msgspec.json.encode(line) + b"\n"
