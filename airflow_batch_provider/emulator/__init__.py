@@ -25,7 +25,7 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that engine.py and friends import without pulling in uvicorn and the app.
+    # Lazy, so that the executors and friends import without pulling in uvicorn and the app.
     if name in _HOMES:
         import importlib
 

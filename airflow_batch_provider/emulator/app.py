@@ -11,22 +11,32 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from airflow_batch_provider.emulator import inference
-from airflow_batch_provider.emulator.batches import batches_router
-from airflow_batch_provider.emulator.engine import make_executor
 from airflow_batch_provider.emulator.errors import (
     APIError,
     handle_api_error,
     handle_http_error,
     handle_validation_error,
 )
-from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState, admin_router
-from airflow_batch_provider.emulator.files import files_router
+from airflow_batch_provider.emulator.executors import make_executor
+from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState
 from airflow_batch_provider.emulator.middleware import APIKeyMiddleware, RequestIdMiddleware
-from airflow_batch_provider.emulator.page import page_router
+from airflow_batch_provider.emulator.routers import admin, batches, files, inference, page, uploads
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Store
 from airflow_batch_provider.emulator.worker import BatchWorker
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run batches while the application is started; release everything when it stops."""
+    state = app.state
+    state.worker.start()
+    try:
+        yield
+    finally:
+        await state.worker.stop()
+        await state.executor.aclose()
+        state.store.close()
 
 
 def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
@@ -38,49 +48,34 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     settings = settings or EmulatorSettings()
     data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="openai-batch-emulator-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(data_dir)
-    executor = make_executor(settings)
-    worker = BatchWorker(store, settings, executor)
-    faults = FaultState(settings.faults)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker.start()
-        try:
-            yield
-        finally:
-            await worker.stop()
-            await executor.aclose()
-            store.close()
-
     app = FastAPI(
         title="OpenAI Batch API emulator",
-        lifespan=lifespan,
+        lifespan=_lifespan,
         docs_url="/_emulator/docs",
         redoc_url=None,
         openapi_url="/_emulator/openapi.json",
     )
-    app.state.settings = settings
-    app.state.data_dir = data_dir
-    app.state.store = store
-    app.state.worker = worker
-    app.state.faults = faults
+    state = app.state
+    state.settings = settings
+    state.data_dir = data_dir
+    state.store = Store(data_dir)
+    state.executor = make_executor(settings)
+    state.worker = BatchWorker(state.store, settings, state.executor)
+    state.faults = FaultState(settings.faults)
 
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
-    app.include_router(batches_router(store, worker, settings))
-    app.include_router(files_router(store))
-    app.include_router(inference.router(executor))
-    app.include_router(page_router(store))
+    for module in (batches, files, uploads, inference, page):
+        app.include_router(module.router)
     if settings.enable_admin:
-        app.include_router(admin_router(faults))
+        app.include_router(admin.router)
 
     # Added last runs first: faults see the request before anything else, request ids mark
     # every answer the emulator itself gives, and the key check sits in front of the routes.
     if settings.api_key is not None:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(FaultMiddleware, state=faults)
+    app.add_middleware(FaultMiddleware, state=state.faults)
     return app

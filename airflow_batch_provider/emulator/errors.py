@@ -52,6 +52,20 @@ INVALID_JSON = (
 )
 
 
+def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    """400 ``invalid_request_error`` with ``message``, naming ``param`` and ``code`` when given."""
+    return APIError(400, message, param=param, code=code)
+
+
+def wrong_type(param: str, expected: str, value: object) -> APIError:
+    """400 ``invalid_type``: ``param`` should be ``expected`` ("an integer") but is not."""
+    return invalid(
+        f"Invalid type for '{param}': expected {expected}, but got {json_type_name(value)} instead.",
+        param=param,
+        code="invalid_type",
+    )
+
+
 def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> APIError:
     """400 ``invalid_value``: ``value`` is not one of ``supported``."""
     choices = ", ".join(f"'{choice}'" for choice in supported)
@@ -73,6 +87,43 @@ def missing_parameter(param: str) -> APIError:
 def not_found(message: str, param: str | None = None) -> APIError:
     """404 for an id the emulator does not know."""
     return APIError(404, message, param=param)
+
+
+def batch_not_found(batch_id: str) -> APIError:
+    """404 for a batch id the emulator does not know."""
+    return not_found(f"No batch found with id '{batch_id}'.")
+
+
+def file_not_found(file_id: str) -> APIError:
+    """404 for a file id the emulator does not know."""
+    return not_found(f"No such File object: {file_id}", param="id")
+
+
+_STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    404: ("The model does not exist or you do not have access to it.", "invalid_request_error", None),
+    429: (
+        "Rate limit reached for requests. Please try again in 1s.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: ("The server had an error while processing your request. Sorry about that!", "server_error", None),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+}
+
+
+def status_error(status_code: int) -> APIError:
+    """The live API's error for an HTTP error status, as the emulator forces or injects it.
+
+    :param status_code: an HTTP error status (400-599); one the live API is not known to send
+        gets a generic message (``server_error`` for 5xx, ``invalid_request_error`` below).
+    """
+    default_type = "server_error" if status_code >= 500 else "invalid_request_error"
+    message, type_, code = _STATUS_ERRORS.get(
+        status_code, (f"The request failed with status {status_code}.", default_type, None)
+    )
+    return APIError(status_code, message, type=type_, code=code)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:

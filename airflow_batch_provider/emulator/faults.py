@@ -52,12 +52,11 @@ import secrets
 from fnmatch import fnmatchcase
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_batch_provider.emulator.engine import status_error
+from airflow_batch_provider.emulator.errors import status_error
 
 log = logging.getLogger(__name__)
 
@@ -298,29 +297,6 @@ def _cut_after_first_chunk(send: Send) -> Send:
     return send_until_cut
 
 
-def admin_router(state: FaultState) -> APIRouter:
-    """``GET``, ``PUT`` and ``DELETE`` at ``/_emulator/faults`` to read and change ``state``."""
-    router = APIRouter(prefix=ADMIN_PATH, tags=["emulator admin"])
-
-    @router.get("", summary="The fault rules in force")
-    async def get_faults() -> FaultSettings:
-        return state.settings
-
-    @router.put("", summary="Replace the fault rules")
-    async def put_faults(settings: FaultSettings) -> FaultSettings:
-        state.replace(settings)
-        log.info("Faults replaced: %s", [rule.describe() for rule in settings.rules])
-        return state.settings
-
-    @router.delete("", summary="Remove every fault rule")
-    async def delete_faults() -> FaultSettings:
-        state.clear()
-        log.info("Faults removed")
-        return state.settings
-
-    return router
-
-
 __all__ = [
     "ADMIN_PATH",
     "FaultMiddleware",
@@ -328,6 +304,5 @@ __all__ = [
     "FaultSettings",
     "FaultSpecError",
     "FaultState",
-    "admin_router",
     "parse_cli_fault",
 ]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.responses import Response
 
-from airflow_batch_provider.emulator.store import Document
+from airflow_batch_provider.emulator.documents import Document
 
 
 def json_response(content: Document | str, status_code: int = 200) -> Response:
-    """A JSON response from a document, or from one already serialized."""
+    """A JSON response from a document, or from one already serialized.
+
+    :param content: the document, or its JSON text (answered as it is).
+    :param status_code: the HTTP status (default 200).
+    """
     body = content if isinstance(content, str) else json.dumps(content, separators=(",", ":"))
     return Response(body, status_code=status_code, media_type="application/json")
 
@@ -27,8 +30,3 @@ def list_response(data: list[Document], has_more: bool) -> Response:
         "has_more": has_more,
     }
     return json_response(page)
-
-
-def now() -> int:
-    """The current time as the API states it: whole seconds since the epoch."""
-    return int(time.time())

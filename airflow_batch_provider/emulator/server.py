@@ -212,10 +212,8 @@ class EmulatorProcess(_Running):
         """Start the CLI; return once it printed that it serves."""
         if self._process is not None:
             raise RuntimeError("the emulator process is already started")
-        command = [
-            sys.executable, "-m", "airflow_batch_provider.emulator",
-            "--data-dir", str(self.data_dir), "--port", str(self.port), *self.cli_args,
-        ]  # fmt: skip
+        command = [sys.executable, "-m", "airflow_batch_provider.emulator"]
+        command += ["--data-dir", str(self.data_dir), "--port", str(self.port), *self.cli_args]
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -14,8 +14,8 @@ DAY_SECONDS = 24 * 60 * 60
 class EmulatorSettings(BaseModel):
     """How an emulator serves, stores, and how fast it processes batches.
 
-    The defaults make a batch of 10 requests complete in about a second and a half,
-    with ``request_counts`` visibly rising on the way.
+    The default delays let a person, or a test, see a small batch pass through every status,
+    with ``request_counts`` rising on the way.
     """
 
     model_config = ConfigDict(frozen=True)

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-Document = dict[str, Any]
+from airflow_batch_provider.emulator.documents import Document, new_file
+from airflow_batch_provider.rules import DEFAULT_OUTPUT_RETENTION_SECONDS, IN_PROGRESS_STATUSES
 
-OUTPUT_FILE_SECONDS = 30 * 24 * 60 * 60
-"""How long output and error files are kept unless the batch's ``output_expires_after`` says."""
+_UNFINISHED = tuple(sorted(status.value for status in IN_PROGRESS_STATUSES))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -273,7 +273,7 @@ class Store:
 
     def _result_files(self, doc: Document, progress: Progress) -> list[Document]:
         created = int(time.time())
-        expires_after = doc.get("output_expires_after") or {"seconds": OUTPUT_FILE_SECONDS}
+        expires_after = doc.get("output_expires_after") or {"seconds": DEFAULT_OUTPUT_RETENTION_SECONDS}
         files = []
         for kind, file_id, size in (
             ("output", progress.output_file_id, progress.output_bytes),
@@ -286,17 +286,14 @@ class Store:
             os.truncate(path, size)
             doc[f"{kind}_file_id"] = file_id
             files.append(
-                {
-                    "id": file_id,
-                    "object": "file",
-                    "bytes": size,
-                    "created_at": created,
-                    "expires_at": created + expires_after["seconds"],
-                    "filename": f"{doc['id']}_{kind}.jsonl",
-                    "purpose": "batch_output",
-                    "status": "processed",
-                    "status_details": None,
-                }
+                new_file(
+                    file_id,
+                    size=size,
+                    filename=f"{doc['id']}_{kind}.jsonl",
+                    purpose="batch_output",
+                    created_at=created,
+                    expires_after_seconds=expires_after["seconds"],
+                )
             )
         return files
 
@@ -306,9 +303,9 @@ class Store:
 
     def unfinished_batches(self) -> list[str]:
         """Ids of batches not yet in a terminal status, oldest first."""
+        placeholders = ", ".join("?" for _ in _UNFINISHED)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id FROM batches"
-                " WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling') ORDER BY seq"
+                f"SELECT id FROM batches WHERE status IN ({placeholders}) ORDER BY seq", _UNFINISHED
             ).fetchall()
         return [row[0] for row in rows]

@@ -22,12 +22,12 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
-from airflow_batch_provider.emulator.engine import Execution, Executor
+from airflow_batch_provider.emulator.documents import Document, now
+from airflow_batch_provider.emulator.executors import Execution, Executor
 from airflow_batch_provider.emulator.ids import new_id
-from airflow_batch_provider.emulator.responses import now
 from airflow_batch_provider.emulator.settings import EmulatorSettings
-from airflow_batch_provider.emulator.store import Document, Progress, Store
-from airflow_batch_provider.models import BatchError, BatchRequest, BatchUsage
+from airflow_batch_provider.emulator.store import Progress, Store
+from airflow_batch_provider.models import BatchError, BatchRequest, BatchStatus, BatchUsage
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class BatchWorker:
 
     :param store: where batches, their progress and their files live.
     :param settings: delays, concurrency and completion window.
-    :param executor: executes one request of a batch (local engine or upstream server).
+    :param executor: executes one request of a batch (local or upstream).
     """
 
     def __init__(self, store: Store, settings: EmulatorSettings, executor: Executor) -> None:
@@ -94,13 +94,13 @@ class BatchWorker:
                     return
                 doc, progress = found
                 status = doc["status"]
-                if status == "validating":
+                if status == BatchStatus.VALIDATING:
                     await self._validate(batch_id, doc, progress)
-                elif status == "in_progress":
+                elif status == BatchStatus.IN_PROGRESS:
                     await self._execute(batch_id, doc, progress)
-                elif status == "finalizing":
+                elif status == BatchStatus.FINALIZING:
                     await self._finalize(batch_id)
-                elif status == "cancelling":
+                elif status == BatchStatus.CANCELLING:
                     await self._finish_cancel(batch_id)
                 else:
                     return
@@ -137,12 +137,12 @@ class BatchWorker:
         report = await asyncio.to_thread(jsonl.inspect_file, path, doc["endpoint"])
 
         def start(doc: Document, _: Progress) -> bool:
-            if doc["status"] != "validating":
+            if doc["status"] != BatchStatus.VALIDATING:
                 return False
             if report.problems:
                 _fail(doc, report.problems)
             else:
-                doc.update(status="in_progress", in_progress_at=now(), model=report.model)
+                doc.update(status=BatchStatus.IN_PROGRESS.value, in_progress_at=now(), model=report.model)
                 doc["request_counts"] = {"total": report.requests, "completed": 0, "failed": 0}
             return True
 
@@ -204,17 +204,17 @@ class BatchWorker:
     async def _finalize(self, batch_id: str) -> None:
         if await self._pause(batch_id, self._settings.finalizing_delay):
             return
-        self._close_batch(batch_id, "completed", previous="finalizing")
+        self._close_batch(batch_id, BatchStatus.COMPLETED, previous=BatchStatus.FINALIZING)
 
     async def _finish_cancel(self, batch_id: str) -> None:
         await asyncio.sleep(self._settings.cancel_delay)
-        self._close_batch(batch_id, "cancelled", previous="cancelling")
+        self._close_batch(batch_id, BatchStatus.CANCELLED, previous=BatchStatus.CANCELLING)
 
-    def _close_batch(self, batch_id: str, status: str, previous: str) -> None:
+    def _close_batch(self, batch_id: str, status: BatchStatus, previous: BatchStatus) -> None:
         def close(doc: Document, _: Progress) -> bool:
             if doc["status"] != previous:
                 return False
-            doc.update(status=status, **{f"{status}_at": now()})
+            doc.update(status=status.value, **{f"{status.value}_at": now()})
             return True
 
         self._store.update_batch(batch_id, close, result_files=True)
@@ -271,8 +271,8 @@ class _Run:
             doc["request_counts"].update(completed=self.completed, failed=self.failed)
             doc["usage"] = self.usage.model_dump(mode="json")
             progress.done, progress.output_bytes, progress.error_bytes = done, output_bytes, error_bytes
-            if finished and doc["status"] == "in_progress":
-                doc.update(status="finalizing", finalizing_at=now())
+            if finished and doc["status"] == BatchStatus.IN_PROGRESS:
+                doc.update(status=BatchStatus.FINALIZING.value, finalizing_at=now())
 
         self.store.update_batch(self.batch_id, save)
         self.unsaved = 0
@@ -294,10 +294,10 @@ class _Run:
         self.failed += len(unfinished)
 
         def expire(doc: Document, progress: Progress) -> bool:
-            if doc["status"] != "in_progress":
+            if doc["status"] != BatchStatus.IN_PROGRESS:
                 return False
             doc["request_counts"].update(completed=self.completed, failed=self.failed)
-            doc.update(status="expired", expired_at=now())
+            doc.update(status=BatchStatus.EXPIRED.value, expired_at=now())
             progress.done, progress.error_bytes = self.progress.done, self.progress.error_bytes
             return True
 
@@ -324,14 +324,14 @@ def _add_usage(usage: BatchUsage, execution: Execution) -> None:
 
 
 def _fail(doc: Document, errors: list[BatchError]) -> None:
-    doc.update(status="failed", failed_at=now())
+    doc.update(status=BatchStatus.FAILED.value, failed_at=now())
     doc["errors"] = {"object": "list", "data": [error.model_dump(mode="json") for error in errors]}
 
 
 def _expire_unvalidated(doc: Document, _: Progress) -> bool:
-    if doc["status"] != "validating":
+    if doc["status"] != BatchStatus.VALIDATING:
         return False
-    doc.update(status="expired", expired_at=now())
+    doc.update(status=BatchStatus.EXPIRED.value, expired_at=now())
     return True
 
 
@@ -344,5 +344,5 @@ def _open_at(path: Path, size: int) -> BinaryIO:
 
 
 def _jsonl(line: Document) -> bytes:
-    # msgspec (which Airflow brings) encodes an embedding's floats ~20x faster than json.dumps.
+    # msgspec (which Airflow brings), because json.dumps is slow on an embedding's many floats.
     return msgspec.json.encode(line) + b"\n"

@@ -8,7 +8,7 @@ import pytest
 from emulator_support import chat_line, client_for, read_lines, submit, wait_for
 from openai.types import Batch
 
-from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
+from airflow_batch_provider.rules import SUPPORTED_ENDPOINTS
 
 
 def test_batch_runs_to_completed_with_outputs_usage_and_timestamps(client: openai.OpenAI) -> None:

@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-from airflow_batch_provider.emulator.engine import FAIL_FIELD, LocalExecutor
+from airflow_batch_provider.emulator.checks import FAIL_FIELD
+from airflow_batch_provider.emulator.executors import LocalExecutor
 from airflow_batch_provider.emulator.server import EmulatorServer
 
 MESSAGES = [{"role": "user", "content": "Tell me about the Eiffel tower."}]
@@ -35,7 +36,7 @@ def without_timestamps(body: dict) -> dict:
     return {key: value for key, value in body.items() if key not in ("created", "created_at", "completed_at")}
 
 
-def test_chat_completion_is_the_engine_answer(client: openai.OpenAI):
+def test_chat_completion_is_the_local_executor_answer(client: openai.OpenAI):
     completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
 
     assert "Eiffel tower" in (completion.choices[0].message.content or "")

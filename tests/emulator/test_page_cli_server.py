@@ -47,6 +47,17 @@ def test_page_shows_input_problems(emulator: EmulatorServer) -> None:
     assert "<td>1</td>" in detail
 
 
+def test_batch_page_heads_with_the_batch_id_and_escapes_what_clients_sent(emulator: EmulatorServer) -> None:
+    client = client_for(emulator)
+    batch = submit(client, [chat_line("a")], metadata={"note": "<script>alert(1)</script>"})
+
+    detail = _page(emulator, f"/batches/{batch.id}").text
+
+    assert f'<h1 class="batch-id">{batch.id}</h1>' in detail
+    assert "<script>" not in detail
+    assert "note: &lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
 def test_pages_ask_a_browser_for_the_key(emulator: EmulatorServer) -> None:
     response = httpx.get(f"{emulator.url}/")
     assert response.status_code == 401

@@ -12,7 +12,8 @@ import openai
 import pytest
 from emulator_support import client_for, read_lines, submit, wait_for
 
-from airflow_batch_provider.emulator.engine import FAIL_FIELD, Execution, LocalExecutor, UpstreamExecutor
+from airflow_batch_provider.emulator.checks import FAIL_FIELD
+from airflow_batch_provider.emulator.executors import Execution, LocalExecutor, UpstreamExecutor
 from airflow_batch_provider.emulator.faults import ADMIN_PATH, FaultSettings, parse_cli_fault
 from airflow_batch_provider.emulator.server import EmulatorServer
 

@@ -1,4 +1,4 @@
-"""The local execution engine: SDK-parsable, deterministic answers and the live 400s."""
+"""The local executor: SDK-parsable, deterministic answers and the live 400s."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 from pydantic import BaseModel, SecretStr
 
-from airflow_batch_provider.emulator.engine import (
-    FAIL_FIELD,
+from airflow_batch_provider.emulator.checks import FAIL_FIELD
+from airflow_batch_provider.emulator.executors import (
     Execution,
     LocalExecutor,
     UpstreamExecutor,
     make_executor,
 )
-from airflow_batch_provider.jsonl import SUPPORTED_ENDPOINTS
+from airflow_batch_provider.rules import SUPPORTED_ENDPOINTS
 
 CHAT = {
     "model": "gpt-4o-mini",
