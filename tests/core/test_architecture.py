@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from graphlib import TopologicalSorter
 from pathlib import Path
 
 import pytest
@@ -68,17 +69,7 @@ def reaches(start: str, goal_prefixes: tuple[str, ...]) -> list[str] | None:
 
 
 def test_the_package_has_no_import_cycle() -> None:
-    def is_package_init(module: str) -> bool:
-        return MODULES[module].name == "__init__.py"
-
-    for module in MODULES:
-        for imported in GRAPH[module]:
-            # A package's __init__ re-exporting its own submodules is not a cycle of the layers.
-            if is_package_init(imported) and module.startswith(imported + "."):
-                continue
-            chain = reaches(imported, (module,))
-            if chain is not None and not (is_package_init(module) and imported.startswith(module + ".")):
-                pytest.fail(f"import cycle: {' -> '.join([module, *chain])}")
+    TopologicalSorter(GRAPH).prepare()  # raises CycleError naming the cycle
 
 
 @pytest.mark.parametrize(
@@ -120,6 +111,19 @@ def test_airflow_free_layers_never_import_airflow(layer: str) -> None:
     for module in modules.union(*(dependencies(name) for name in modules)):
         airflow = [name for name in imported_names(MODULES[module]) if name.split(".")[0] == "airflow"]
         assert not airflow, f"{module} (used by the {layer} layer) imports {airflow}"
+
+
+def test_the_emulator_uses_only_models_rules_jsonl_and_exceptions() -> None:
+    allowed = tuple(
+        f"{NAME}.{name}" for name in ("models", "rules", "jsonl", "exceptions", "version", "emulator")
+    )
+    for module in (name for name in MODULES if name.startswith(f"{NAME}.emulator")):
+        outside = [name for name in GRAPH[module] if not name.startswith(allowed) and name != NAME]
+        assert not outside, f"{module} imports {outside}"
+        clients = [
+            name for name in imported_names(MODULES[module]) if name.split(".")[0] in ("openai", "requests")
+        ]
+        assert not clients, f"{module} imports {clients}"
 
 
 def test_the_client_works_with_airflow_absent(emulator) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import openai
 import pytest
-from emulator_support import client_for
+
+from tests.support.sdk import client_for
 
 
 @pytest.fixture

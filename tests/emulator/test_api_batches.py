@@ -5,14 +5,17 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from emulator_support import chat_line, client_for, read_lines, submit, wait_for
 from openai.types import Batch
 
 from airflow_batch_provider.rules import SUPPORTED_ENDPOINTS
+from tests.support.requests import chat_request
+from tests.support.sdk import client_for, read_lines, submit, submit_and_wait, wait_for
 
 
 def test_batch_runs_to_completed_with_outputs_usage_and_timestamps(client: openai.OpenAI) -> None:
-    created = submit(client, [chat_line(f"req-{i}", f"question {i}") for i in range(10)], metadata={"k": "v"})
+    created = submit(
+        client, [chat_request(f"req-{i}", f"question {i}") for i in range(10)], metadata={"k": "v"}
+    )
     assert isinstance(created, Batch)
     assert created.status == "validating"
     assert created.expires_at == created.created_at + 24 * 60 * 60
@@ -55,9 +58,9 @@ def test_batch_runs_to_completed_with_outputs_usage_and_timestamps(client: opena
 
 
 def test_rejected_requests_go_to_the_error_file(client: openai.OpenAI) -> None:
-    bad = chat_line("bad")
+    bad = chat_request("bad")
     del bad["body"]["messages"]
-    batch = wait_for(client, submit(client, [chat_line("good"), bad]).id)
+    batch = submit_and_wait(client, [chat_request("good"), bad])
 
     assert batch.status == "completed"
     assert batch.request_counts is not None
@@ -71,10 +74,10 @@ def test_rejected_requests_go_to_the_error_file(client: openai.OpenAI) -> None:
 
 
 def test_batch_whose_every_request_failed_has_no_output_file(client: openai.OpenAI) -> None:
-    lines = [chat_line(f"r{i}") for i in range(3)]
+    lines = [chat_request(f"r{i}") for i in range(3)]
     for line in lines:
         del line["body"]["messages"]
-    batch = wait_for(client, submit(client, lines).id)
+    batch = submit_and_wait(client, lines)
 
     assert batch.status == "completed"
     assert batch.output_file_id is None
@@ -82,7 +85,7 @@ def test_batch_whose_every_request_failed_has_no_output_file(client: openai.Open
 
 
 def test_list_is_newest_first_and_auto_paginates(client: openai.OpenAI) -> None:
-    ids = [submit(client, [chat_line("x")]).id for _ in range(5)]
+    ids = [submit(client, [chat_request("x")]).id for _ in range(5)]
 
     first_page = client.batches.list(limit=2)
     assert [batch.id for batch in first_page.data] == ids[::-1][:2]
@@ -94,7 +97,7 @@ def test_list_is_newest_first_and_auto_paginates(client: openai.OpenAI) -> None:
 
 def test_list_page_fields(emulator: object) -> None:
     client = client_for(emulator)
-    ids = [submit(client, [chat_line("x")]).id for _ in range(3)]
+    ids = [submit(client, [chat_request("x")]).id for _ in range(3)]
     page = httpx.get(
         f"{client.base_url}batches",
         params={"limit": 2},
@@ -108,7 +111,7 @@ def test_list_page_fields(emulator: object) -> None:
 
 def test_cancel_keeps_partial_output(make_emulator) -> None:  # type: ignore[no-untyped-def]
     client = client_for(make_emulator(request_delay=0.05, concurrency=1))
-    created = submit(client, [chat_line(f"r{i}") for i in range(200)])
+    created = submit(client, [chat_request(f"r{i}") for i in range(200)])
     wait_for(
         client,
         created.id,
@@ -133,7 +136,7 @@ def test_cancel_keeps_partial_output(make_emulator) -> None:  # type: ignore[no-
 
 def test_cancel_while_validating(make_emulator) -> None:  # type: ignore[no-untyped-def]
     client = client_for(make_emulator(validation_delay=30))
-    created = submit(client, [chat_line("r")])
+    created = submit(client, [chat_request("r")])
 
     assert client.batches.cancel(created.id).status == "cancelling"
     batch = wait_for(client, created.id)
@@ -143,8 +146,8 @@ def test_cancel_while_validating(make_emulator) -> None:  # type: ignore[no-unty
 
 @pytest.mark.parametrize("outcome", ["completed", "failed"])
 def test_cancel_of_a_finished_batch_is_a_conflict(client: openai.OpenAI, outcome: str) -> None:
-    lines = [chat_line("r")] if outcome == "completed" else ["not json"]
-    batch = wait_for(client, submit(client, lines).id)
+    lines = [chat_request("r")] if outcome == "completed" else ["not json"]
+    batch = submit_and_wait(client, lines)
     assert batch.status == outcome
 
     with pytest.raises(openai.ConflictError) as raised:
@@ -211,7 +214,7 @@ def test_metadata_limits(client: openai.OpenAI, metadata: dict[str, object], par
 
 def test_metadata_at_the_limits_is_accepted(client: openai.OpenAI) -> None:
     metadata = {f"{i:02d}" + "k" * 62: "v" * 512 for i in range(16)}
-    assert submit(client, [chat_line("r")], metadata=metadata).metadata == metadata
+    assert submit(client, [chat_request("r")], metadata=metadata).metadata == metadata
 
 
 def test_missing_parameter_is_a_400_not_a_422(client: openai.OpenAI) -> None:
@@ -228,7 +231,9 @@ def test_missing_parameter_is_a_400_not_a_422(client: openai.OpenAI) -> None:
 
 
 def test_output_expires_after_sets_the_output_files_expiry(client: openai.OpenAI) -> None:
-    created = submit(client, [chat_line("r")], output_expires_after={"anchor": "created_at", "seconds": 7200})
+    created = submit(
+        client, [chat_request("r")], output_expires_after={"anchor": "created_at", "seconds": 7200}
+    )
     batch = wait_for(client, created.id)
     assert batch.output_file_id is not None
     output = client.files.retrieve(batch.output_file_id)

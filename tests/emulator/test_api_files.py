@@ -7,10 +7,11 @@ from pathlib import Path
 
 import openai
 import pytest
-from emulator_support import chat_line, jsonl_bytes
 from openai.types import FileDeleted, FileObject, Upload
 
-CONTENT = jsonl_bytes([chat_line(f"r{i}") for i in range(5)])
+from tests.support.requests import chat_request, jsonl_bytes
+
+CONTENT = jsonl_bytes([chat_request(f"r{i}") for i in range(5)])
 
 
 def test_upload_retrieve_content_delete(client: openai.OpenAI) -> None:
@@ -70,7 +71,7 @@ def test_expires_after(client: openai.OpenAI) -> None:
 
 
 def test_list_filters_orders_and_pages(make_emulator) -> None:  # type: ignore[no-untyped-def]
-    from emulator_support import client_for
+    from tests.support.sdk import client_for
 
     client = client_for(make_emulator())
     batch_ids = [client.files.create(file=(f"{i}.jsonl", CONTENT), purpose="batch").id for i in range(3)]
@@ -87,7 +88,7 @@ def test_list_filters_orders_and_pages(make_emulator) -> None:  # type: ignore[n
 
 def test_uploads_api_in_parts(client: openai.OpenAI, tmp_path: Path) -> None:
     path = tmp_path / "big.jsonl"
-    content = jsonl_bytes([chat_line(f"r{i}", "x" * 100) for i in range(200)])
+    content = jsonl_bytes([chat_request(f"r{i}", "x" * 100) for i in range(200)])
     path.write_bytes(content)
 
     upload = client.uploads.upload_file_chunked(

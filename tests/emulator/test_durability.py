@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from emulator_support import chat_line, client_for, jsonl_bytes, read_lines, submit, wait_for
 
 from airflow_batch_provider.emulator.server import EmulatorProcess
+from tests.support.requests import chat_request, jsonl_bytes
+from tests.support.sdk import client_for, read_lines, submit, wait_for
 
 TOTAL = 400
 
@@ -30,7 +31,7 @@ def test_batch_continues_after_a_restart_without_loss_or_duplicates(
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=process.base_url, api_key="sk-other", max_retries=0).batches.list()
     client = client_for(process)
-    created = submit(client, [chat_line(f"r{i:03d}") for i in range(TOTAL)])
+    created = submit(client, [chat_request(f"r{i:03d}") for i in range(TOTAL)])
     before = wait_for(
         client,
         created.id,
@@ -58,7 +59,7 @@ def test_batch_continues_after_a_restart_without_loss_or_duplicates(
 
 def test_concurrent_clients(emulator) -> None:  # type: ignore[no-untyped-def]
     client = client_for(emulator)
-    file_id = client.files.create(file=("r.jsonl", jsonl_bytes([chat_line("r")])), purpose="batch").id
+    file_id = client.files.create(file=("r.jsonl", jsonl_bytes([chat_request("r")])), purpose="batch").id
     headers = {"Authorization": f"Bearer {emulator.api_key}"}
 
     def work(worker: int) -> list[str]:

@@ -7,13 +7,14 @@ from typing import Any
 
 import openai
 import pytest
-from emulator_support import chat_line, client_for, read_lines, submit, wait_for
 
 from airflow_batch_provider.jsonl import ProblemCode
+from tests.support.requests import chat_request
+from tests.support.sdk import client_for, read_lines, submit, submit_and_wait, wait_for
 
 
 def _line(**changes: Any) -> dict[str, Any]:
-    line = chat_line("r2")
+    line = chat_request("r2")
     for key, value in changes.items():
         if value is None:
             line.pop(key)
@@ -33,15 +34,15 @@ def _line(**changes: Any) -> dict[str, Any]:
         (_line(url="/v1/embeddings"), ProblemCode.INVALID_URL, "url"),
         (_line(method="GET"), ProblemCode.INVALID_METHOD, "method"),
         (_line(custom_id="r1"), ProblemCode.DUPLICATE_CUSTOM_ID, "custom_id"),
-        (chat_line("r2", model="gpt-4o"), ProblemCode.MODEL_MISMATCH, "body.model"),
-        (chat_line("r2", stream=True), ProblemCode.STREAMING_UNSUPPORTED, "body.stream"),
+        (chat_request("r2", model="gpt-4o"), ProblemCode.MODEL_MISMATCH, "body.model"),
+        (chat_request("r2", stream=True), ProblemCode.STREAMING_UNSUPPORTED, "body.stream"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_input_problem_fails_the_batch_naming_line_code_and_param(
     client: openai.OpenAI, bad_line: dict[str, Any] | str, code: ProblemCode, param: str | None
 ) -> None:
-    created = submit(client, [chat_line("r1"), bad_line, chat_line("r3")])
+    created = submit(client, [chat_request("r1"), bad_line, chat_request("r3")])
     assert created.status == "validating"
 
     batch = wait_for(client, created.id)
@@ -58,7 +59,7 @@ def test_input_problem_fails_the_batch_naming_line_code_and_param(
 
 
 def test_every_problem_is_reported(client: openai.OpenAI) -> None:
-    batch = wait_for(client, submit(client, ["{oops", chat_line("a"), chat_line("a", stream=True)]).id)
+    batch = submit_and_wait(client, ["{oops", chat_request("a"), chat_request("a", stream=True)])
 
     assert batch.errors is not None
     assert batch.errors.data is not None
@@ -96,9 +97,13 @@ def test_missing_input_file_fails_with_invalid_request(client: openai.OpenAI) ->
 
 def test_line_url_must_match_the_batch_endpoint(client: openai.OpenAI) -> None:
     lines = [
-        {**chat_line("e"), "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": "x"}}
+        {
+            **chat_request("e"),
+            "url": "/v1/embeddings",
+            "body": {"model": "text-embedding-3-small", "input": "x"},
+        }
     ]
-    batch = wait_for(client, submit(client, lines, endpoint="/v1/chat/completions").id)
+    batch = submit_and_wait(client, lines, endpoint="/v1/chat/completions")
 
     assert batch.status == "failed"
     assert batch.errors is not None
@@ -115,7 +120,7 @@ def test_embeddings_batch(client: openai.OpenAI) -> None:
         }
         for i in range(3)
     ]
-    batch = wait_for(client, submit(client, lines, endpoint="/v1/embeddings").id)
+    batch = submit_and_wait(client, lines, endpoint="/v1/embeddings")
 
     assert batch.status == "completed"
     assert batch.model == "text-embedding-3-small"
@@ -130,7 +135,7 @@ def test_embeddings_batch(client: openai.OpenAI) -> None:
 def test_expired_batch_keeps_finished_results_and_lists_the_rest(make_emulator) -> None:  # type: ignore[no-untyped-def]
     client = client_for(make_emulator(completion_window_seconds=1.0, request_delay=0.05, concurrency=2))
     total = 200
-    created = submit(client, [chat_line(f"r{i}") for i in range(total)])
+    created = submit(client, [chat_request(f"r{i}") for i in range(total)])
     assert created.expires_at is not None
 
     batch = wait_for(client, created.id, timeout=10)
@@ -158,7 +163,7 @@ def test_expired_batch_keeps_finished_results_and_lists_the_rest(make_emulator) 
 
 def test_counts_rise_while_in_progress(make_emulator) -> None:  # type: ignore[no-untyped-def]
     client = client_for(make_emulator(request_delay=0.02, concurrency=1))
-    created = submit(client, [chat_line(f"r{i}") for i in range(60)])
+    created = submit(client, [chat_request(f"r{i}") for i in range(60)])
     seen: set[int] = set()
 
     def record(batch: Any) -> bool:
@@ -171,7 +176,7 @@ def test_counts_rise_while_in_progress(make_emulator) -> None:  # type: ignore[n
 
 
 def test_output_lines_are_json_with_the_live_keys(client: openai.OpenAI) -> None:
-    batch = wait_for(client, submit(client, [chat_line("only")]).id)
+    batch = submit_and_wait(client, [chat_request("only")])
     raw = client.files.content(str(batch.output_file_id)).text
     assert raw.endswith("\n")
     assert list(json.loads(raw)) == ["id", "custom_id", "response", "error"]

@@ -7,11 +7,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from emulator_support import chat_line, client_for, submit, wait_for
 
 from airflow_batch_provider.emulator.cli import build_parser, settings_from_args
 from airflow_batch_provider.emulator.faults import FaultRule, FaultSettings
 from airflow_batch_provider.emulator.server import EmulatorServer
+from tests.support.requests import chat_request
+from tests.support.sdk import client_for, submit, submit_and_wait
 
 
 def _page(emulator: EmulatorServer, path: str) -> httpx.Response:
@@ -20,7 +21,7 @@ def _page(emulator: EmulatorServer, path: str) -> httpx.Response:
 
 def test_pages_list_batches_and_link_their_files(emulator: EmulatorServer) -> None:
     client = client_for(emulator)
-    batch = wait_for(client, submit(client, [chat_line("a"), chat_line("b")]).id)
+    batch = submit_and_wait(client, [chat_request("a"), chat_request("b")])
     assert batch.output_file_id is not None
 
     listing = _page(emulator, "/")
@@ -40,7 +41,7 @@ def test_pages_list_batches_and_link_their_files(emulator: EmulatorServer) -> No
 
 def test_page_shows_input_problems(emulator: EmulatorServer) -> None:
     client = client_for(emulator)
-    batch = wait_for(client, submit(client, ["{broken"]).id)
+    batch = submit_and_wait(client, ["{broken"])
 
     detail = _page(emulator, f"/batches/{batch.id}").text
     assert "invalid_json_line" in detail
@@ -49,7 +50,7 @@ def test_page_shows_input_problems(emulator: EmulatorServer) -> None:
 
 def test_batch_page_heads_with_the_batch_id_and_escapes_what_clients_sent(emulator: EmulatorServer) -> None:
     client = client_for(emulator)
-    batch = submit(client, [chat_line("a")], metadata={"note": "<script>alert(1)</script>"})
+    batch = submit(client, [chat_request("a")], metadata={"note": "<script>alert(1)</script>"})
 
     detail = _page(emulator, f"/batches/{batch.id}").text
 
@@ -137,7 +138,7 @@ def test_server_picks_a_free_port_and_cleans_up() -> None:
 def test_server_keeps_a_given_data_dir_across_restarts(tmp_path: Path) -> None:
     with EmulatorServer(data_dir=tmp_path, request_delay=0, validation_delay=0, finalizing_delay=0) as server:
         client = client_for(server)
-        batch_id = wait_for(client, submit(client, [chat_line("a")]).id).id
+        batch_id = submit_and_wait(client, [chat_request("a")]).id
     with EmulatorServer(data_dir=tmp_path) as server:
         assert client_for(server).batches.retrieve(batch_id).status == "completed"
     assert (tmp_path / "emulator.sqlite3").exists()

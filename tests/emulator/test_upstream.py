@@ -10,12 +10,12 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
-from emulator_support import client_for, read_lines, submit, wait_for
 
 from airflow_batch_provider.emulator.checks import FAIL_FIELD
 from airflow_batch_provider.emulator.executors import Execution, LocalExecutor, UpstreamExecutor
 from airflow_batch_provider.emulator.faults import ADMIN_PATH, FaultSettings, parse_cli_fault
 from airflow_batch_provider.emulator.server import EmulatorServer
+from tests.support.sdk import client_for, read_lines, submit, wait_for
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name three rivers."}]}
 TIMESTAMPS = ("created", "created_at", "completed_at")

@@ -1,4 +1,4 @@
-"""Helpers for the emulator's tests: SDK clients, request files, and waiting on batches."""
+"""The official ``openai`` SDK as an independent client of the emulator: submit, wait, read files."""
 
 from __future__ import annotations
 
@@ -11,22 +11,9 @@ import openai
 import pytest
 from openai.types import Batch
 
+from tests.support.requests import jsonl_bytes
+
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-
-
-def chat_line(custom_id: str, text: str = "hello", model: str = "gpt-4o-mini", **body: Any) -> dict[str, Any]:
-    """One input line for ``/v1/chat/completions``."""
-    return {
-        "custom_id": custom_id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"model": model, "messages": [{"role": "user", "content": text}], **body},
-    }
-
-
-def jsonl_bytes(lines: Iterable[dict[str, Any] | str]) -> bytes:
-    """A JSONL file's bytes; strings are written as they are (to break the format on purpose)."""
-    return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
 
 
 def client_for(server: Any, **kwargs: Any) -> openai.OpenAI:
@@ -69,3 +56,8 @@ def read_lines(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any
     if file_id is None:
         return []
     return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
+
+
+def submit_and_wait(client: openai.OpenAI, lines: Iterable[dict[str, Any] | str], **kwargs: Any) -> Batch:
+    """Upload ``lines``, create a batch over them and return it once terminal."""
+    return wait_for(client, submit(client, lines, **kwargs).id)
