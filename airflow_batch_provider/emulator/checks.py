@@ -24,7 +24,9 @@ Messages = list[tuple[str, str]]
 FAIL_MODEL_PREFIX = "emulator-fail-"
 """A ``model`` starting with this, followed by an HTTP status, makes every request fail with it."""
 FAIL_FIELD = "emulator_fail"
-"""A body field holding an HTTP status (400-599) that makes this one request fail with it."""
+"""A body field that makes this one request fail: an HTTP status (400-599) fails it every time;
+``{"status": 500, "times": 1}`` fails the first ``times`` runs of its ``custom_id`` in batches
+(remembered across batches and restarts), then it answers normally."""
 
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 """The model ``/v1/moderations`` uses when the body names none."""
@@ -72,16 +74,27 @@ def model_name(body: JSON, default: str | None = None) -> str:
     return model
 
 
-def forced_status(body: JSON, model: str) -> int | None:
-    """The status a test asked for with ``emulator_fail`` or an ``emulator-fail-<status>`` model."""
-    if FAIL_FIELD in body:
-        value, param = body[FAIL_FIELD], FAIL_FIELD
-    elif model.startswith(FAIL_MODEL_PREFIX):
-        value, param = model.removeprefix(FAIL_MODEL_PREFIX), "model"
-    else:
+def transient_failure(body: JSON) -> tuple[int, int] | None:
+    """``(status, times)`` of an ``emulator_fail`` that passes after some runs, or None.
+
+    :raises APIError: the field's ``status`` is not an HTTP error status, or ``times`` not a count.
+    """
+    value = body.get(FAIL_FIELD)
+    if not isinstance(value, dict) or "times" not in value:
         return None
+    times = value["times"]
+    if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+        raise invalid(
+            f"Invalid value: {times!r}. 'emulator_fail.times' must be a count of runs to fail.",
+            param=f"{FAIL_FIELD}.times",
+            code="invalid_value",
+        )
+    return _error_status(value.get("status"), f"{FAIL_FIELD}.status"), times
+
+
+def _error_status(value: object, param: str) -> int:
     try:
-        status = int(value)
+        status = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         status = 0
     if not 400 <= status <= 599:
@@ -91,6 +104,22 @@ def forced_status(body: JSON, model: str) -> int | None:
             code="invalid_value",
         )
     return status
+
+
+def forced_status(body: JSON, model: str) -> int | None:
+    """The status a test asked for with ``emulator_fail`` or an ``emulator-fail-<status>`` model.
+
+    Outside a batch (the synchronous endpoints) ``{"status": .., "times": ..}`` fails every time.
+    """
+    if FAIL_FIELD in body:
+        value, param = body[FAIL_FIELD], FAIL_FIELD
+        if isinstance(value, dict):
+            value, param = value.get("status"), f"{FAIL_FIELD}.status"
+    elif model.startswith(FAIL_MODEL_PREFIX):
+        value, param = model.removeprefix(FAIL_MODEL_PREFIX), "model"
+    else:
+        return None
+    return _error_status(value, param)
 
 
 def _content_text(content: object, param: str) -> str:

@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.concurrency,
         help="requests of one batch executed at once (default: %(default)s)",
     )
+    processing.add_argument(
+        "--enqueued-token-limit",
+        type=int,
+        metavar="N",
+        help="fail a batch with token_limit_exceeded when it would bring the tokens of batches in "
+        "progress past N (default: no limit)",
+    )
 
     faults = parser.add_argument_group("faults")
     faults.add_argument(
@@ -92,6 +99,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         validation_delay=args.validation_delay,
         request_delay=args.request_delay,
         concurrency=args.concurrency,
+        enqueued_token_limit=args.enqueued_token_limit,
         finalizing_delay=args.finalizing_delay,
         cancel_delay=args.cancel_delay,
         faults=FaultSettings(rules=args.faults, seed=args.fault_seed),

@@ -50,6 +50,11 @@ def count_tokens(text: str) -> int:
     return -(-len(text) // _CHARS_PER_TOKEN)
 
 
+def estimate_tokens(size: int) -> int:
+    """The tokens of an input file of ``size`` bytes, as the enqueued-token limit counts them."""
+    return -(-size // _CHARS_PER_TOKEN)
+
+
 def prompt_tokens(messages: Messages) -> int:
     """Tokens of a conversation as a prompt."""
     # The live chat format costs 3 tokens per message and 3 to prime the reply.

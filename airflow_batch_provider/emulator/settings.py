@@ -44,6 +44,10 @@ class EmulatorSettings(BaseModel):
     """Faults injected into responses (errors, 429s, latency, dropped connections)."""
     enable_admin: bool = False
     """Serve ``/_emulator/faults`` so tests can change the faults at runtime."""
+    enqueued_token_limit: int | None = Field(default=None, ge=1)
+    """The organization's enqueued-token limit: a batch whose tokens (estimated from its input's
+    size) would bring the tokens of batches in progress past it fails at validation with
+    ``token_limit_exceeded``, as on the live API. None: no limit."""
     upstream_url: str | None = None
     """Execute each request against this OpenAI-compatible base URL instead of locally."""
     upstream_api_key: SecretStr | None = None

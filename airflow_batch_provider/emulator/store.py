@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS upload_parts (
     upload_id TEXT NOT NULL,
     size INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS forced_failures (
+    custom_id TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -66,6 +70,8 @@ class Progress:
     :param done: input lines handled so far, in file order; processing resumes after them.
     :param output_bytes: bytes of the output file that belong to the ``done`` lines.
     :param error_bytes: the same for the error file.
+    :param enqueued_tokens: the tokens the batch counts for against the enqueued-token limit
+        while it is in progress (an estimate from its input's size).
     """
 
     deadline: float
@@ -74,6 +80,7 @@ class Progress:
     done: int = 0
     output_bytes: int = 0
     error_bytes: int = 0
+    enqueued_tokens: int = 0
 
 
 def _dumps(doc: Document) -> str:
@@ -300,6 +307,37 @@ class Store:
     def list_batches(self, *, after: str | None, limit: int) -> tuple[list[Document], bool]:
         """One page of batches, newest first, and whether more follow."""
         return self._page("batches", [], [], after, limit)
+
+    def enqueued_tokens(self) -> int:
+        """The tokens of every batch in progress or finalizing.
+
+        Called from an :meth:`update_batch` change, it reads inside that change's transaction.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT progress FROM batches WHERE status IN ('in_progress', 'finalizing')"
+            ).fetchall()
+        return sum(json.loads(row[0]).get("enqueued_tokens", 0) for row in rows)
+
+    def count_forced_failure(self, custom_id: str, times: int) -> bool:
+        """Count one forced failure of ``custom_id``; False once it has failed ``times`` times.
+
+        The counts outlive batches and restarts: a request that failed in one batch answers
+        normally when retried in the next, as a transient failure does.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT count FROM forced_failures WHERE custom_id = ?", (custom_id,)
+            ).fetchone()
+            count = row[0] if row else 0
+            if count >= times:
+                return False
+            conn.execute(
+                "INSERT INTO forced_failures (custom_id, count) VALUES (?, ?) "
+                "ON CONFLICT (custom_id) DO UPDATE SET count = excluded.count",
+                (custom_id, count + 1),
+            )
+        return True
 
     def unfinished_batches(self) -> list[str]:
         """Ids of batches not yet in a terminal status, oldest first."""

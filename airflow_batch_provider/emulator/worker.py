@@ -22,7 +22,10 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.checks import FAIL_FIELD, transient_failure
+from airflow_batch_provider.emulator.content import estimate_tokens
 from airflow_batch_provider.emulator.documents import Document, now
+from airflow_batch_provider.emulator.errors import APIError, status_error
 from airflow_batch_provider.emulator.executors import Execution, Executor
 from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -135,15 +138,20 @@ class BatchWorker:
             self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [missing]))
             return
         report = await asyncio.to_thread(jsonl.inspect_file, path, doc["endpoint"])
+        tokens = estimate_tokens(path.stat().st_size)
+        limit = self._settings.enqueued_token_limit
 
-        def start(doc: Document, _: Progress) -> bool:
+        def start(doc: Document, progress: Progress) -> bool:
             if doc["status"] != BatchStatus.VALIDATING:
                 return False
             if report.problems:
                 _fail(doc, report.problems)
+            elif limit is not None and self._store.enqueued_tokens() + tokens > limit:
+                _fail(doc, [token_limit_error(report.model, limit)])
             else:
                 doc.update(status=BatchStatus.IN_PROGRESS.value, in_progress_at=now(), model=report.model)
                 doc["request_counts"] = {"total": report.requests, "completed": 0, "failed": 0}
+                progress.enqueued_tokens = tokens
             return True
 
         self._store.update_batch(batch_id, start)
@@ -194,8 +202,18 @@ class BatchWorker:
     async def _call(self, request: BatchRequest) -> Execution:
         if self._settings.request_delay:
             await asyncio.sleep(self._settings.request_delay)
+        body = request.body
         try:
-            return await self._executor.execute(request.url, request.body)
+            transient = transient_failure(body)
+        except APIError as error:
+            return Execution.of_error(error)
+        if transient is not None:
+            status, times = transient
+            if await asyncio.to_thread(self._store.count_forced_failure, request.custom_id, times):
+                return Execution.of_error(status_error(status))
+            body = {key: value for key, value in body.items() if key != FAIL_FIELD}
+        try:
+            return await self._executor.execute(request.url, body)
         except Exception as exc:
             log.warning("Request %s failed in the executor: %s", request.custom_id, exc)
             body = {"error": {"message": str(exc), "type": "server_error", "param": None, "code": None}}
@@ -321,6 +339,18 @@ def _add_usage(usage: BatchUsage, execution: Execution) -> None:
     usage.total_tokens += raw.get("total_tokens") or execution.input_tokens + execution.output_tokens
     usage.input_tokens_details.cached_tokens += input_details.get("cached_tokens") or 0
     usage.output_tokens_details.reasoning_tokens += output_details.get("reasoning_tokens") or 0
+
+
+def token_limit_error(model: str | None, limit: int) -> BatchError:
+    """The live API's error for a batch that would pass the organization's enqueued-token limit."""
+    return BatchError(
+        code="token_limit_exceeded",
+        message=(
+            f"Enqueued token limit reached for {model or 'the model'} in organization org-emulator. "
+            f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches have "
+            "been completed."
+        ),
+    )
 
 
 def _fail(doc: Document, errors: list[BatchError]) -> None:

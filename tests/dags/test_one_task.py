@@ -222,3 +222,59 @@ def test_120000_requests_become_three_parts_and_one_merged_result(
     assert totals == [20_000, 50_000, 50_000]
     ids = custom_ids(summary["output_path"])
     assert ids == [f"q{n}" for n in range(120_000)]  # every custom_id once, in input order
+
+
+def test_a_retry_round_fixes_transient_failures_and_leaves_400s_failed(
+    run_dag, make_emulator, emulator_conn, assert_no_secret
+) -> None:
+    server = make_emulator()
+    emulator_conn(server)
+    requests = chat_requests(10)
+    for n in (1, 4, 7):  # fail once with a 500: the first retry round answers them
+        requests[n]["body"]["emulator_fail"] = {"status": 500, "times": 1}
+    requests[8]["body"]["emulator_fail"] = {"status": 429, "times": 2}  # needs the second round
+    for n in (2, 5):  # a request error: never retried
+        requests[n]["body"] = {"model": "gpt-4o-mini"}
+    with DAG("one_task_retry_rounds", schedule=None, start_date=START) as dag:
+        OpenAIBatchOperator(
+            task_id="run", requests=requests, max_retry_rounds=2, failure_threshold=0.5, **QUICK
+        )
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    summary = result.xcom("run")
+    assert (summary["succeeded"], summary["failed"]) == (8, 2)
+    assert summary["error_codes"] == {"missing_required_parameter": 2}
+    assert [len(summary["batches"][round_]) for round_ in ("0", "1", "2")] == [1, 1, 1]
+    retried = sorted(
+        batch["request_counts"]["total"] for batch in batches_of(server, "one_task_retry_rounds")
+    )
+    assert retried == [1, 4, 10]  # round 1: the four transient failures; round 2: the 429 once more
+    assert custom_ids(summary["output_path"]) == [f"r{n}" for n in range(10) if n not in (2, 5)]
+    assert "Retry round 1 of 2: 4 request(s)" in result.output
+    assert_no_secret(result, server)
+
+
+def test_parts_refused_for_the_enqueued_token_limit_are_submitted_again(
+    run_dag, make_emulator, emulator_conn, assert_no_secret, tmp_path: Path
+) -> None:
+    requests = chat_requests(9)
+    part_bytes = sum(len(json.dumps(request)) + 1 for request in requests[:3])
+    # Room for one part of three requests at a time (a quarter of its bytes, plus a little).
+    server = make_emulator(enqueued_token_limit=part_bytes // 4 + 20, request_delay=0.05, concurrency=1)
+    emulator_conn(server)
+    with DAG("one_task_token_limit", schedule=None, start_date=START) as dag:
+        OpenAIBatchOperator(task_id="run", requests=requests, max_requests_per_batch=3, **QUICK)
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    summary = result.xcom("run")
+    assert (summary["succeeded"], summary["failed"]) == (9, 0)
+    refused = [batch for batch in batches_of(server, "one_task_token_limit") if batch["status"] == "failed"]
+    assert refused
+    assert {batch["errors"]["data"][0]["code"] for batch in refused} == {"token_limit_exceeded"}
+    assert "refused for the enqueued-token limit; submitting them again" in result.output
+    assert custom_ids(summary["output_path"]) == [f"r{n}" for n in range(9)]
+    assert_no_secret(result, server)
