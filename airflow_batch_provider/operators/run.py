@@ -202,6 +202,7 @@ class OpenAIBatchOperator(BaseOperator):
         self.validate = validate
         self.on_input_change = on_input_change
         self.cancel_on_kill = cancel_on_kill
+        self.batch_id: str | None = None
         self._live: list[str] = []
 
     @cached_property
@@ -222,6 +223,7 @@ class OpenAIBatchOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: submit what is due, or go on from the ended batches."""
         run = RunState.model_validate(event["state"])
+        self.batch_id = next((record.id for _, record in run.records()), None)  # for the extra link
         if event["status"] == EVENT_TIMEOUT:
             self._cancel(run.live, "the task's timeout passed")
             raise AirflowFailException(
@@ -457,6 +459,7 @@ class OpenAIBatchOperator(BaseOperator):
 
     def _push_links(self, context: Context, run: RunState) -> None:
         urls = [self.hook.batch_page_url(record.id) for _, record in run.records()]
+        self.batch_id = next((record.id for _, record in run.records()), None)  # the link shows the first
         ti = context["ti"]
         ti.xcom_push(key=BATCH_URL_XCOM_KEY, value=urls[0] if urls else None)
         ti.xcom_push(key=BATCH_URLS_XCOM_KEY, value=[url for url in urls if url])

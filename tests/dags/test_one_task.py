@@ -61,6 +61,7 @@ def test_parts_run_in_one_task_and_merge_in_input_order(
     assert summary["estimated_cost"] > 0
     assert "3 batch(es)" in result.output  # one trigger watched them all
     assert result.xcom("run", "batch_url").startswith(emulator.url)
+    assert result.xcom("run", "_link_OpenAIBatchLink") == result.xcom("run", "batch_url")  # the button
     assert len(result.xcom("run", "batch_urls")) == 3
     assert_no_secret(result, emulator)
 
