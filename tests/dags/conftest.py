@@ -56,9 +56,10 @@ def run_dag(
     Python's logging.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+
+    from tests.support.airflow import DagBag, sync_bag_to_db
 
     def run(dag: Any) -> DagResult:
         # dag.test() runs DAGs the metadata database knows: register this one first.

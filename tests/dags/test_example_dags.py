@@ -13,7 +13,7 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
 @pytest.fixture(scope="module")
 def examples():
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.support.airflow import DagBag
 
     bag = DagBag(dag_folder=EXAMPLE_DAGS, collect_dags=True)
     assert not bag.import_errors

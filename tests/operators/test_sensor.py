@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout
 
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor

@@ -9,9 +9,13 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.serde import deserialize, serialize
 
 from airflow_batch_provider import jsonl
+
+try:  # Airflow 3.2+
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.1
+    from airflow.serialization.serde import deserialize, serialize
 from airflow_batch_provider.client.pool import shared_http_client
 from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
