@@ -140,7 +140,8 @@ def check_emulator() -> None:
         ready = server.stdout.readline()  # "Serving the OpenAI Batch API emulator at http://.../v1"
         try:
             root = ready.split()[-1].removesuffix("/v1")
-            with urllib.request.urlopen(f"{root}/", timeout=30) as page:
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+            with direct.open(f"{root}/", timeout=30) as page:
                 served = page.status == 200 and b"</html>" in page.read()
         except (IndexError, OSError) as error:
             served = False
