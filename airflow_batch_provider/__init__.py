@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from airflow_batch_provider.version import __version__
 
-__all__ = ["__version__", "get_provider_info"]
+__all__ = ["__version__", "example_dags_folder", "get_provider_info"]
+
+
+def example_dags_folder() -> Path:
+    """The folder of the example DAGs, to point ``[core] dags_folder`` or a DAG bundle at.
+
+    An installed wheel carries them inside the package (``airflow_batch_provider/example_dags/``,
+    where Airflow's ``load_examples`` also finds them); in a clone, or an editable install of
+    one, they are the repository's top-level ``example_dags/``.
+    """
+    package = Path(__file__).resolve().parent
+    for folder in (package / "example_dags", package.parent / "example_dags"):
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"No example DAGs in {package} nor beside it: reinstall airflow-batch-provider")
 
 
 def get_provider_info() -> dict[str, Any]:

@@ -5,8 +5,8 @@ example_openai_batch_chat`` with the connection pointing at the emulator, prints
 its output file and a short summary, then stops the emulator. Needs nothing but the
 package's environment: no account, no network.
 
-Run it from a clone: ``python -m airflow_batch_provider.demo`` (the example DAGs live beside
-the package, in ``example_dags/``).
+Run it from a clone (``make demo``) or wherever the package is installed:
+``python -m airflow_batch_provider.demo`` (the DAG comes from :func:`example_dags_folder`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_batch_provider import example_dags_folder
+
 DAG_ID = "example_openai_batch_chat"
-EXAMPLE_DAGS = Path(__file__).resolve().parent.parent / "example_dags"
 
 
 def _airflow(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
@@ -59,9 +60,7 @@ def _show_answers(log: Path, limit: int = 3) -> None:
 
 
 def main() -> int:
-    if not EXAMPLE_DAGS.is_dir():
-        print(f"No example DAGs at {EXAMPLE_DAGS}: run the demo from a clone of the repository.")
-        return 2
+    example_dags = example_dags_folder()
     home = Path(tempfile.mkdtemp(prefix="airflow-batch-demo-"))
     log = home / "demo.log"
     # Set in this process before anything imports Airflow (which reads them once): the
@@ -69,7 +68,7 @@ def main() -> int:
     os.environ.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLE_DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(example_dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         }
@@ -84,6 +83,7 @@ def main() -> int:
         env = dict(os.environ)
         print(f"  emulator      {emulator.base_url}  (batches page: {emulator.url}/)")
         print(f"  Airflow home  {home}  (throwaway)")
+        print(f"  example DAGs  {example_dags}")
 
         print("  airflow db migrate ...", end=" ", flush=True)
         code, took = _airflow(["db", "migrate"], env, log)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from airflow_batch_provider import jsonl
-
-EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+from airflow_batch_provider import example_dags_folder, jsonl
 
 
 @pytest.fixture(scope="module")
 def examples():
     from tests.support.airflow import DagBag
 
-    bag = DagBag(dag_folder=EXAMPLE_DAGS, collect_dags=True)
+    bag = DagBag(dag_folder=example_dags_folder(), collect_dags=True)
     assert not bag.import_errors
     return bag
 
