@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit wheel-check bench clean
+.PHONY: demo test lint typecheck unit wheel-check oldest-airflow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,23 @@ unit: $(STAMP)
 wheel-check: $(STAMP)
 	bash .ci/check_wheel.sh
 
-test: lint typecheck unit wheel-check
+# The oldest Airflow the package declares: the unit and DAG-level suites pass there too.
+OLDEST_AIRFLOW := 3.1.8
+OLDEST_VENV := .venv-airflow-$(OLDEST_AIRFLOW)
+
+$(OLDEST_VENV)/.installed: pyproject.toml
+	test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[test]' 'apache-airflow==$(OLDEST_AIRFLOW)'
+	touch $@
+
+oldest-airflow: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider tests/core tests/client tests/hooks tests/operators tests/dags
+
+test: lint typecheck unit wheel-check oldest-airflow
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -18,7 +18,7 @@ from tests.support.emulator import batches_of
 from tests.support.requests import chat_request, chat_requests
 
 START = datetime(2025, 1, 1)
-SLOW = {"request_delay": 0.5, "concurrency": 1}
+SLOW = {"request_delay": 3.0, "concurrency": 1}  # the first batch still runs when the next try starts
 
 
 class SubmitThenChange(OpenAIBatchSubmitOperator):

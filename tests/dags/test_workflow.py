@@ -227,8 +227,10 @@ class CrashingSubmit(OpenAIBatchSubmitOperator):
     def execute(self, context: Any) -> str:
         batch_id = super().execute(context)
         if context["ti"].try_number == 1:
-            store = context["task_state_store"]
-            if self.forget_state == "id":  # died after the paid call, before recording the batch id
+            store = context.get("task_state_store")  # Airflow 3.3+; 3.1 and 3.2 look up the metadata
+            if store is None:
+                pass
+            elif self.forget_state == "id":  # died after the paid call, before recording the batch id
                 record = store.get(STATE_KEY_PREFIX)
                 store.set(
                     STATE_KEY_PREFIX, {"intent_at": time.time() - 1, "fingerprint": record["fingerprint"]}
