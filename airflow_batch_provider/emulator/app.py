@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.errors import (
     APIError,
     handle_api_error,
@@ -20,7 +21,7 @@ from airflow_batch_provider.emulator.errors import (
 from airflow_batch_provider.emulator.executors import make_executor
 from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState
 from airflow_batch_provider.emulator.middleware import APIKeyMiddleware, RequestIdMiddleware
-from airflow_batch_provider.emulator.routers import admin, batches, files, inference, page, uploads
+from airflow_batch_provider.emulator.routers import admin, batches, files, inference, models, page, uploads
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Store
 from airflow_batch_provider.emulator.worker import BatchWorker
@@ -60,14 +61,16 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     state.data_dir = data_dir
     state.store = Store(data_dir)
     state.executor = make_executor(settings)
-    state.worker = BatchWorker(state.store, settings, state.executor)
+    # The upstream server decides which models exist: it answers for them.
+    state.catalogue = ModelCatalogue(settings.models, check=not (settings.any_model or settings.upstream_url))
+    state.worker = BatchWorker(state.store, settings, state.executor, state.catalogue)
     state.faults = FaultState(settings.faults)
 
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
-    for module in (batches, files, uploads, inference, page):
+    for module in (batches, files, uploads, models, inference, page):
         app.include_router(module.router)
     if settings.enable_admin:
         app.include_router(admin.router)

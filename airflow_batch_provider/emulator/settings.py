@@ -48,6 +48,12 @@ class EmulatorSettings(BaseModel):
     """The organization's enqueued-token limit: a batch whose tokens (estimated from its input's
     size) would bring the tokens of batches in progress past it fails at validation with
     ``token_limit_exceeded``, as on the live API. None: no limit."""
+    models: tuple[str, ...] = ()
+    """Model names offered besides the catalogue's, on every endpoint (fine-tuned models, Azure
+    deployment names, a local server's models)."""
+    any_model: bool = False
+    """Accept any model in a batch; by default a batch naming a model its endpoint does not offer
+    fails at validation with ``model_not_found``. The upstream mode never checks models."""
     upstream_url: str | None = None
     """Execute each request against this OpenAI-compatible base URL instead of locally."""
     upstream_api_key: SecretStr | None = None

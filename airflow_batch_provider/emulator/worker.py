@@ -22,6 +22,7 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.checks import FAIL_FIELD, transient_failure
 from airflow_batch_provider.emulator.content import estimate_tokens
 from airflow_batch_provider.emulator.documents import Document, now
@@ -47,12 +48,20 @@ class BatchWorker:
     :param store: where batches, their progress and their files live.
     :param settings: delays, concurrency and completion window.
     :param executor: executes one request of a batch (local or upstream).
+    :param catalogue: the models batches may name; default: the catalogue ``settings`` describe.
     """
 
-    def __init__(self, store: Store, settings: EmulatorSettings, executor: Executor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: EmulatorSettings,
+        executor: Executor,
+        catalogue: ModelCatalogue | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._executor = executor
+        self._catalogue = catalogue or ModelCatalogue(settings.models, check=not settings.any_model)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_events: dict[str, asyncio.Event] = {}
 
@@ -137,7 +146,10 @@ class BatchWorker:
             )
             self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [missing]))
             return
-        report = await asyncio.to_thread(jsonl.inspect_file, path, doc["endpoint"])
+        endpoint = doc["endpoint"]
+        report = await asyncio.to_thread(
+            jsonl.inspect_file, path, endpoint, known_models=self._catalogue.offered(endpoint)
+        )
         tokens = estimate_tokens(path.stat().st_size)
         limit = self._settings.enqueued_token_limit
 

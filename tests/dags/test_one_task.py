@@ -12,7 +12,7 @@ from airflow.sdk import DAG, task
 from airflow_batch_provider.jsonl import read_results
 from airflow_batch_provider.operators.batch import OpenAIBatchOperator
 from tests.support.emulator import batch_status, batches_of
-from tests.support.requests import chat_request, chat_requests
+from tests.support.requests import REJECTED_CODE, chat_request, chat_requests, rejected_request
 
 START = datetime(2025, 1, 1)
 #: Quick polls and pauses, so that rounds take a fraction of a second.
@@ -29,7 +29,7 @@ def test_parts_run_in_one_task_and_merge_in_input_order(
     emulator_conn(emulator)
     requests = chat_requests(25)
     for n in (3, 17):  # the endpoint answers 400: final, never retried
-        requests[n] = {**requests[n], "body": {"model": "gpt-4o-mini"}}
+        requests[n] = rejected_request(f"r{n}")
     with DAG("one_task_parts", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run",
@@ -45,7 +45,7 @@ def test_parts_run_in_one_task_and_merge_in_input_order(
     assert result.state == "success", result.states
     summary = result.xcom("run")
     assert (summary["requests"], summary["succeeded"], summary["failed"]) == (25, 23, 2)
-    assert summary["error_codes"] == {"missing_required_parameter": 2}
+    assert summary["error_codes"] == {REJECTED_CODE: 2}
     assert len(summary["batches"]["0"]) == 3
     assert "1" not in summary["batches"]  # 400s are not retried
     assert [batch["request_counts"]["total"] for batch in batches_of(emulator, "one_task_parts")] == [
@@ -69,7 +69,7 @@ def test_a_run_where_every_request_failed_fails_unless_the_threshold_allows(
     run_dag, emulator, emulator_conn, assert_no_secret
 ) -> None:
     emulator_conn(emulator)
-    broken = [{**chat_request(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
+    broken = [rejected_request(f"r{n}") for n in range(3)]
     with DAG("one_task_all_failed", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(task_id="strict", requests=broken, **QUICK)
         OpenAIBatchOperator(task_id="lenient", requests=broken, failure_threshold=1.0, **QUICK)
@@ -78,7 +78,7 @@ def test_a_run_where_every_request_failed_fails_unless_the_threshold_allows(
 
     assert result.states == {"strict": "failed", "lenient": "success"}
     assert "3 of 3 request(s) failed (100.0%): every request failed" in result.output
-    assert "missing_required_parameter (3)" in result.output
+    assert f"{REJECTED_CODE} (3)" in result.output
     assert result.xcom("lenient")["failed"] == 3
     assert_no_secret(result, emulator)
 
@@ -234,7 +234,7 @@ def test_a_retry_round_fixes_transient_failures_and_leaves_400s_failed(
         requests[n]["body"]["emulator_fail"] = {"status": 500, "times": 1}
     requests[8]["body"]["emulator_fail"] = {"status": 429, "times": 2}  # needs the second round
     for n in (2, 5):  # a request error: never retried
-        requests[n]["body"] = {"model": "gpt-4o-mini"}
+        requests[n] = rejected_request(f"r{n}")
     with DAG("one_task_retry_rounds", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run", requests=requests, max_retry_rounds=2, failure_threshold=0.5, **QUICK
@@ -245,7 +245,7 @@ def test_a_retry_round_fixes_transient_failures_and_leaves_400s_failed(
     assert result.state == "success", result.states
     summary = result.xcom("run")
     assert (summary["succeeded"], summary["failed"]) == (8, 2)
-    assert summary["error_codes"] == {"missing_required_parameter": 2}
+    assert summary["error_codes"] == {REJECTED_CODE: 2}
     assert [len(summary["batches"][round_]) for round_ in ("0", "1", "2")] == [1, 1, 1]
     retried = sorted(
         batch["request_counts"]["total"] for batch in batches_of(server, "one_task_retry_rounds")
