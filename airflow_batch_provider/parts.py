@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from airflow_batch_provider.expiry import reading_file
 from airflow_batch_provider.jsonl.results import iter_heads, request_custom_id
 from airflow_batch_provider.models import Batch, BatchStatus
 
@@ -110,6 +111,9 @@ def slot_round(slot: str) -> str:
 class RunFiles:
     """The local copies of a run's files under ``directory``, fetched from the API when missing.
 
+    A file the API no longer has (404: it expired) raises
+    :class:`~airflow_batch_provider.exceptions.GoneError`.
+
     :param hook: the API.
     :param directory: this task instance's work directory.
     """
@@ -125,24 +129,29 @@ class RunFiles:
         if not path.exists():
             if part.input_file_id is None:
                 raise FileNotFoundError(f"{path} is missing, and part {part.index} was never uploaded")
-            self.hook.download_file(part.input_file_id, path)
+            with reading_file("input", part.input_file_id):
+                self.hook.download_file(part.input_file_id, path)
         return path
 
-    def file(self, file_id: str) -> Path:
-        """A result file, downloaded once."""
+    def file(self, file_id: str, kind: str = "result") -> Path:
+        """A result file, downloaded once.
+
+        :param kind: what the file is (``output``, ``error``), for the error when it is gone.
+        """
         path = self.directory / f"{file_id}.jsonl"
         if not path.exists():
-            self.hook.download_file(file_id, path)
+            with reading_file(kind, file_id):
+                self.hook.download_file(file_id, path)
         return path
+
+    def _result_files(self, record: BatchRecord) -> Iterator[Path]:
+        for kind, file_id in (("output", record.output_file_id), ("error", record.error_file_id)):
+            if file_id:
+                yield self.file(file_id, kind)
 
     def results(self, part: PartState) -> list[Path]:
         """The part's result files, earliest batch first (a later file's line wins in a join)."""
-        return [
-            self.file(file_id)
-            for record in part.batches
-            for file_id in (record.output_file_id, record.error_file_id)
-            if file_id
-        ]
+        return [path for record in part.batches for path in self._result_files(record)]
 
     def retry_input(self, part: PartState, round_number: int) -> tuple[Path, int]:
         """Write the part's requests worth another try to ``part-<index>.r<round>.jsonl``.
@@ -157,10 +166,9 @@ class RunFiles:
         for record in part.batches:
             if record.status == BatchStatus.CANCELLED:
                 continue
-            for file_id in (record.output_file_id, record.error_file_id):
-                if file_id:
-                    for head in iter_heads(self.file(file_id)):
-                        latest[head.custom_id] = head.retryable
+            for path in self._result_files(record):
+                for head in iter_heads(path):
+                    latest[head.custom_id] = head.retryable
         path = self.directory / f"part-{part.index:05d}.r{round_number}.jsonl"
         count = 0
         with self.part_input(part).open("rb") as source, path.open("wb") as out:

@@ -59,7 +59,11 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     state = app.state
     state.settings = settings
     state.data_dir = data_dir
-    state.store = Store(data_dir)
+    state.store = Store(
+        data_dir,
+        result_retention_seconds=settings.retention_seconds,
+        batch_retention_seconds=settings.batch_retention_seconds,
+    )
     state.executor = make_executor(settings)
     # The upstream server decides which models exist: it answers for them.
     state.catalogue = ModelCatalogue(settings.models, check=not (settings.any_model or settings.upstream_url))

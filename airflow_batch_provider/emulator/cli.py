@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_serving(parser.add_argument_group("serving"), defaults)
     _add_processing(parser.add_argument_group("processing"), defaults)
+    _add_retention(parser.add_argument_group("retention"), defaults)
     _add_models(parser.add_argument_group("models"))
     _add_faults(parser.add_argument_group("faults"))
     upstream = parser.add_argument_group("upstream")
@@ -82,6 +83,24 @@ def _add_processing(processing: argparse._ArgumentGroup, defaults: EmulatorSetti
     )
 
 
+def _add_retention(retention: argparse._ArgumentGroup, defaults: EmulatorSettings) -> None:
+    retention.add_argument(
+        "--retention-seconds",
+        type=int,
+        metavar="N",
+        default=defaults.retention_seconds,
+        help="seconds a finished batch's output and error files are kept, unless the batch set "
+        "output_expires_after; then they answer 404 (default: %(default)s, the live API's 30 days)",
+    )
+    retention.add_argument(
+        "--batch-retention-seconds",
+        type=int,
+        metavar="N",
+        help="seconds a finished batch is kept after it ended; then it answers 404 and leaves the "
+        "lists (default: kept)",
+    )
+
+
 def _add_models(models: argparse._ArgumentGroup) -> None:
     models.add_argument(
         "--model",
@@ -131,6 +150,8 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         enqueued_token_limit=args.enqueued_token_limit,
         finalizing_delay=args.finalizing_delay,
         cancel_delay=args.cancel_delay,
+        retention_seconds=args.retention_seconds,
+        batch_retention_seconds=args.batch_retention_seconds,
         faults=FaultSettings(rules=args.faults, seed=args.fault_seed),
         enable_admin=args.enable_admin,
         models=tuple(args.models),
