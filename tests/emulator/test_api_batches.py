@@ -127,6 +127,12 @@ def test_cancel_keeps_partial_output(make_emulator) -> None:  # type: ignore[no-
     assert [line["custom_id"] for line in read_lines(client, batch.output_file_id)] == [
         f"r{i}" for i in range(done)
     ]
+    # Every request it did not run is an error line, counted as failed.
+    not_run = read_lines(client, batch.error_file_id)
+    assert [line["custom_id"] for line in not_run] == [f"r{i}" for i in range(done, 200)]
+    assert {line["error"]["code"] for line in not_run} == {"batch_cancelled"}
+    assert all(line["response"] is None and line["error"]["message"] for line in not_run)
+    assert (batch.request_counts.failed, batch.request_counts.total) == (200 - done, 200)
     assert client.batches.cancel(created.id).status == "cancelled"  # cancelling again is allowed
 
 
@@ -138,6 +144,9 @@ def test_cancel_while_validating(make_emulator) -> None:  # type: ignore[no-unty
     batch = wait_for(client, created.id)
     assert batch.status == "cancelled"
     assert batch.output_file_id is None
+    assert batch.error_file_id is None  # it ran nothing: no request to report
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 0
 
 
 @pytest.mark.parametrize("outcome", ["completed", "failed"])
