@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_batch_provider.emulator.azure import AzurePathsMiddleware
 from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.errors import (
     APIError,
@@ -79,10 +80,12 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     if settings.enable_admin:
         app.include_router(admin.router)
 
-    # Added last runs first: faults see the request before anything else, request ids mark
-    # every answer the emulator itself gives, and the key check sits in front of the routes.
+    # Added last runs first: Azure's paths become OpenAI's before anything else sees them, faults
+    # see the request next, request ids mark every answer the emulator itself gives, and the key
+    # check sits in front of the routes.
     if settings.api_key is not None:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(FaultMiddleware, state=state.faults)
+    app.add_middleware(AzurePathsMiddleware)
     return app
