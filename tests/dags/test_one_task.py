@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, task
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_batch_provider.jsonl import read_results
 from airflow_batch_provider.operators.batch import OpenAIBatchOperator
@@ -278,3 +279,38 @@ def test_parts_refused_for_the_enqueued_token_limit_are_submitted_again(
     assert "refused for the enqueued-token limit; submitting them again" in result.output
     assert custom_ids(summary["output_path"]) == [f"r{n}" for n in range(9)]
     assert_no_secret(result, server)
+
+
+class Forecast(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    city: str
+    days: int = Field(ge=1, le=7)
+
+
+def test_output_type_validates_structured_answers_and_tool_call_arguments(
+    run_dag, emulator, emulator_conn
+) -> None:
+    emulator_conn(emulator)
+    schema = {"name": "forecast", "strict": True, "schema": Forecast.model_json_schema()}
+    tool = {"type": "function", "function": {"name": "forecast", "parameters": Forecast.model_json_schema()}}
+    asked = [{"role": "user", "content": "Forecast for Lyon, in JSON"}]
+    requests = [
+        {"custom_id": "json", "body": {"model": "gpt-4o-mini", "messages": asked, "response_format": {
+            "type": "json_schema", "json_schema": schema}}},
+        {"custom_id": "tool", "body": {"model": "gpt-4o-mini", "messages": asked, "tools": [tool],
+                                       "tool_choice": "required"}},
+    ]  # fmt: skip
+    with DAG("one_task_output_type", schedule=None, start_date=START) as dag:
+        OpenAIBatchOperator(
+            task_id="run", requests=requests, output_type=Forecast, return_results=True, **QUICK
+        )
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    answers = result.xcom("run")
+    assert set(answers) == {"json", "tool"}
+    for answer in answers.values():
+        forecast = Forecast.model_validate(answer)
+        assert 1 <= forecast.days <= 7
