@@ -10,8 +10,6 @@ from airflow_batch_provider.emulator.server import EmulatorServer
 from tests.support.requests import chat_request, jsonl_bytes
 from tests.support.sdk import TERMINAL, client_for, read_lines, submit_and_wait, wait_for
 
-pytestmark = pytest.mark.sdk
-
 API_VERSION = "2024-10-21"
 
 

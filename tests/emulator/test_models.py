@@ -13,8 +13,6 @@ from airflow_batch_provider.emulator.server import EmulatorServer
 from tests.support.requests import chat_request
 from tests.support.sdk import client_for, read_lines, submit_and_wait
 
-pytestmark = pytest.mark.sdk
-
 UNKNOWN = "nonexistent-model-xyz"
 
 

@@ -11,8 +11,6 @@ from airflow_batch_provider.emulator.server import EmulatorServer
 from tests.support.requests import chat_request, rejected_request
 from tests.support.sdk import client_for, gone, submit_and_wait
 
-pytestmark = pytest.mark.sdk
-
 
 def test_result_files_expire_after_the_retention(make_emulator: Callable[..., EmulatorServer]) -> None:
     client = client_for(make_emulator(retention_seconds=2))

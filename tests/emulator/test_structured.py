@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from airflow_batch_provider.emulator.schema_values import MAX_DEPTH, value_for_schema
 from tests.support.sdk import read_lines, submit_and_wait
 
-pytestmark = pytest.mark.sdk
-
 MODEL = "gpt-4o-mini"
 
 
