@@ -82,6 +82,7 @@ def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, a
 
     assert result.states == {"submit": "failed"}  # bad input is not retried
     assert "line 2, custom_id: missing_required_parameter" in result.output
+    assert "line 2, body.messages: invalid_request: Messages parameter is required." in result.output
     assert "line 3, url: invalid_url" in result.output
     assert "XCom not found" not in result.output  # the extra link does not look for a URL
     assert len(api(emulator, "GET", "/v1/files")["data"]) == files_before
