@@ -147,7 +147,7 @@ class _Tool:
 def chat_tool_call(body: JSON, messages: Messages) -> ToolCall | None:
     """The function chat completions' ``tools`` and ``tool_choice`` make the answer call, or None."""
     tools = list(_tools(body, nested=True))
-    return _choose(body.get("tool_choice"), tools, messages, nested=True)
+    return _choose(body, tools, messages, nested=True)
 
 
 def response_tool_call(body: JSON, messages: Messages) -> ToolCall | None:
@@ -156,7 +156,7 @@ def response_tool_call(body: JSON, messages: Messages) -> ToolCall | None:
     Tools other than functions (web search, file search, ...) are never called.
     """
     tools = list(_tools(body, nested=False))
-    return _choose(body.get("tool_choice"), tools, messages, nested=False)
+    return _choose(body, tools, messages, nested=False)
 
 
 def _tools(body: JSON, nested: bool) -> Iterator[_Tool]:
@@ -191,8 +191,9 @@ def _tools(body: JSON, nested: bool) -> Iterator[_Tool]:
         yield _Tool(str(name), str(tool.get("description") or ""), parameters)
 
 
-def _choose(choice: object, tools: list[_Tool], messages: Messages, nested: bool) -> ToolCall | None:
-    if choice is not None and not tools:
+def _choose(body: JSON, tools: list[_Tool], messages: Messages, nested: bool) -> ToolCall | None:
+    choice = body.get("tool_choice")
+    if choice is not None and not body.get("tools"):
         raise invalid(
             "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
             param="tool_choice",

@@ -311,6 +311,14 @@ def test_a_function_call_in_the_live_responses_shape(client: openai.OpenAI) -> N
     assert followed.output[0].type == "message"
 
 
+def test_tools_other_than_functions_are_never_called(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model=MODEL, input="Search the web", tools=[{"type": "web_search"}], tool_choice="auto"
+    )
+
+    assert [item.type for item in response.output] == ["message"]
+
+
 def test_a_batch_of_tool_calls(client: openai.OpenAI) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Email Bob"}], "tools": TOOLS}
     lines = [
