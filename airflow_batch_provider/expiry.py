@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from airflow_batch_provider.exceptions import GoneError, OpenAIBatchAPIError
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.rules import DEFAULT_OUTPUT_RETENTION_SECONDS
 
-__all__ = ["GoneError", "batch_gone", "file_gone", "reading_batch", "reading_file"]
+__all__ = ["BatchFacts", "GoneError", "batch_gone", "file_gone", "reading_batch", "reading_file"]
 
 _DEFAULT_DAYS = DEFAULT_OUTPUT_RETENTION_SECONDS // 86_400
 
@@ -26,18 +27,35 @@ def _utc(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _ended_at(batch: Batch) -> int | None:
-    return batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
+@dataclass(frozen=True)
+class BatchFacts:
+    """What a batch tells about its files' lifetime, when the whole batch is not at hand.
+
+    :param id: the batch.
+    :param ended_at: when it ended (epoch seconds), if known.
+    :param expires_after_seconds: its ``output_expires_after.seconds``, if it set one.
+    """
+
+    id: str
+    ended_at: int | None = None
+    expires_after_seconds: int | None = None
+
+    @classmethod
+    def of(cls, batch: Batch) -> BatchFacts:
+        """The facts of a batch as read from the API."""
+        ended = batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
+        policy = batch.output_expires_after
+        return cls(batch.id, ended, policy.seconds if policy is not None else None)
 
 
-def _file_lifetime(batch: Batch | None) -> str:
+def _file_lifetime(facts: BatchFacts | None) -> str:
     """When a batch's result files expire, in words, from what the batch says."""
-    policy = batch.output_expires_after if batch is not None else None
-    ended = _ended_at(batch) if batch is not None else None
-    if policy is not None:
-        lifetime = f"{policy.seconds:,} s after they were made (the batch's output_expires_after)"
+    seconds = facts.expires_after_seconds if facts is not None else None
+    ended = facts.ended_at if facts is not None else None
+    if seconds is not None:
+        lifetime = f"{seconds:,} s after they were made (the batch's output_expires_after)"
         if ended is not None:
-            lifetime += f", about {_utc(ended + policy.seconds)}"
+            lifetime += f", about {_utc(ended + seconds)}"
         return lifetime
     lifetime = f"{_DEFAULT_DAYS} days after they were made, by default (output_expires_after changes it)"
     if ended is not None:
@@ -45,20 +63,24 @@ def _file_lifetime(batch: Batch | None) -> str:
     return lifetime
 
 
-def file_gone(kind: str, file_id: str, batch: Batch | None, cause: OpenAIBatchAPIError | None) -> GoneError:
+def file_gone(
+    kind: str, file_id: str, batch: Batch | BatchFacts | None, cause: OpenAIBatchAPIError | None
+) -> GoneError:
     """The error for a batch's file that answered 404.
 
     :param kind: what the file is: ``output``, ``error``, ``input`` or ``result``.
     :param file_id: the file.
-    :param batch: the batch it belongs to, when known (its times date the expiry).
+    :param batch: the batch it belongs to (or what is known of it), when known: its times date
+        the expiry.
     :param cause: the API's 404.
     """
-    of_batch = f" of batch {batch.id}" if batch is not None else ""
+    facts = BatchFacts.of(batch) if isinstance(batch, Batch) else batch
+    of_batch = f" of batch {facts.id}" if facts is not None else ""
     if kind == "input":
         why = "the API deletes uploaded files when their expires_after says, or when someone deletes them"
         todo = "Upload the requests again"
     else:
-        why = f"the API deletes a batch's output and error files when they expire: {_file_lifetime(batch)}"
+        why = f"the API deletes a batch's output and error files when they expire: {_file_lifetime(facts)}"
         todo = "Submit the requests again to get new results"
     return GoneError(
         f"The {kind} file {file_id}{of_batch} is gone (HTTP 404): {why}. It cannot be downloaded again; "
@@ -83,7 +105,7 @@ def _is_not_found(error: OpenAIBatchAPIError) -> bool:
 
 
 @contextlib.contextmanager
-def reading_file(kind: str, file_id: str, batch: Batch | None = None) -> Iterator[None]:
+def reading_file(kind: str, file_id: str, batch: Batch | BatchFacts | None = None) -> Iterator[None]:
     """Turn a 404 while reading ``file_id`` into :func:`file_gone`'s :class:`GoneError`."""
     try:
         yield

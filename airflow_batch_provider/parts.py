@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from airflow_batch_provider.expiry import reading_file
+from airflow_batch_provider.expiry import BatchFacts, reading_file
 from airflow_batch_provider.jsonl.results import iter_heads, request_custom_id
 from airflow_batch_provider.models import Batch, BatchStatus
 
@@ -36,12 +36,15 @@ class BatchRecord(BaseModel):
     error_file_id: str | None = None
     errors: list[str] = Field(default_factory=list)
     """The batch's own errors (``code: message``) when it failed."""
+    ended_at: int | None = None
+    """When the batch ended (epoch seconds), to date its files' expiry."""
 
     def update(self, batch: Batch) -> None:
-        """Take the status, files and errors of the batch as last read."""
+        """Take the status, files, errors and end of the batch as last read."""
         self.status = batch.status.value
         self.output_file_id, self.error_file_id = batch.output_file_id, batch.error_file_id
         self.errors = [error.describe() for error in (batch.errors.data if batch.errors else [])]
+        self.ended_at = BatchFacts.of(batch).ended_at
 
     @property
     def token_limited(self) -> bool:
@@ -116,11 +119,16 @@ class RunFiles:
 
     :param hook: the API.
     :param directory: this task instance's work directory.
+    :param output_expires_after: the ``output_expires_after`` seconds the batches were created
+        with (None: the API's default), to say when a file that is gone expired.
     """
 
-    def __init__(self, hook: OpenAIBatchHook, directory: Path) -> None:
+    def __init__(
+        self, hook: OpenAIBatchHook, directory: Path, output_expires_after: int | None = None
+    ) -> None:
         self.hook = hook
         self.directory = directory
+        self.output_expires_after = output_expires_after
         directory.mkdir(parents=True, exist_ok=True)
 
     def part_input(self, part: PartState) -> Path:
@@ -133,21 +141,23 @@ class RunFiles:
                 self.hook.download_file(part.input_file_id, path)
         return path
 
-    def file(self, file_id: str, kind: str = "result") -> Path:
+    def file(self, file_id: str, kind: str = "result", batch: BatchFacts | None = None) -> Path:
         """A result file, downloaded once.
 
         :param kind: what the file is (``output``, ``error``), for the error when it is gone.
+        :param batch: what is known of its batch, for that error too.
         """
         path = self.directory / f"{file_id}.jsonl"
         if not path.exists():
-            with reading_file(kind, file_id):
+            with reading_file(kind, file_id, batch):
                 self.hook.download_file(file_id, path)
         return path
 
     def _result_files(self, record: BatchRecord) -> Iterator[Path]:
+        facts = BatchFacts(record.id, record.ended_at, self.output_expires_after)
         for kind, file_id in (("output", record.output_file_id), ("error", record.error_file_id)):
             if file_id:
-                yield self.file(file_id, kind)
+                yield self.file(file_id, kind, facts)
 
     def results(self, part: PartState) -> list[Path]:
         """The part's result files, earliest batch first (a later file's line wins in a join)."""

@@ -212,7 +212,7 @@ class OpenAIBatchOperator(BaseOperator):
     # -- the run, step by step --
 
     def execute(self, context: Context) -> Any:
-        files = RunFiles(self.hook, self._work_dir(context))
+        files = self._files(context)
         with fail_when_gone(self.task_id):
             state = self._prepare(context, files)
             submitter = Submitter(self.hook, context, self.log, self.on_input_change)
@@ -240,7 +240,7 @@ class OpenAIBatchOperator(BaseOperator):
         """Submit what is due, plan another round, or finish, after the batches in ``event`` ended."""
         for batch_id, batch in event["batches"].items():
             run.record(batch_id).update(Batch.model_validate(batch))
-        files = RunFiles(self.hook, self._work_dir(context))
+        files = self._files(context)
         if run.to_submit:
             self._submit_due(context, run, files)
             return self._wait(run)
@@ -474,6 +474,9 @@ class OpenAIBatchOperator(BaseOperator):
 
     def _work_dir(self, context: Context) -> Path:
         return task_directory(context["ti"], "airflow-batch-work")
+
+    def _files(self, context: Context) -> RunFiles:
+        return RunFiles(self.hook, self._work_dir(context), seconds(self.output_expires_after))
 
     def _finish(self, context: Context, run: RunState, files: RunFiles) -> Any:
         """Join every part's results, in input order, into the output and error files."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
+from airflow_batch_provider.expiry import BatchFacts, file_gone
 from airflow_batch_provider.operators.batch import (
     OpenAIBatchOperator,
     OpenAIBatchResultsOperator,
@@ -77,7 +78,9 @@ def test_the_one_task_operator_fails_once_when_the_files_expired(
     assert result.states == {"kept": "success", "run": "failed"}
     assert result.xcom("kept")["succeeded"] == 2
     assert "Task 'run': The output file file-" in result.output
+    assert " of batch batch_" in result.output
     assert "is gone (HTTP 404)" in result.output
+    assert "by default (output_expires_after changes it); the batch ended at " in result.output
     assert downloads() == 2  # the kept batch's output, then one try of the other's
     assert_no_secret(result, server)
 
@@ -105,12 +108,28 @@ def test_a_batch_past_the_retention_fails_the_sensor_and_the_results_operator_on
     assert_no_secret(result, server)
 
 
-@pytest.mark.parametrize("kind", ["output", "error"])
-def test_describing_failures_from_an_expired_error_file_does_not_fail_differently(kind: str) -> None:
-    """The sensor names the commonest reasons from the error file; a gone file only says so."""
-    from airflow_batch_provider.expiry import file_gone
+@pytest.mark.parametrize(
+    ("batch", "lifetime"),
+    [
+        (None, "30 days after they were made, by default (output_expires_after changes it). "),
+        (
+            BatchFacts("batch_1", ended_at=1_767_225_600),
+            "30 days after they were made, by default (output_expires_after changes it); the batch "
+            "ended at 2026-01-01 00:00:00 UTC. ",
+        ),
+        (
+            BatchFacts("batch_1", ended_at=1_767_225_600, expires_after_seconds=7200),
+            "7,200 s after they were made (the batch's output_expires_after), about "
+            "2026-01-01 02:00:00 UTC. ",
+        ),
+    ],
+)
+def test_a_gone_file_says_when_it_expired(batch: BatchFacts | None, lifetime: str) -> None:
+    message = str(file_gone("error", "file-x", batch, None))
 
-    message = str(file_gone(kind, "file-x", None, None))
-
-    assert message.startswith(f"The {kind} file file-x is gone (HTTP 404)")
-    assert "30 days after they were made" in message
+    assert message.startswith("The error file file-x")
+    assert (
+        f"is gone (HTTP 404): the API deletes a batch's output and error files when they expire: {lifetime}"
+    )
+    assert lifetime in message
+    assert message.endswith("Submit the requests again to get new results.")
