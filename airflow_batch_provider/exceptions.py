@@ -82,3 +82,19 @@ class BatchInputError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.errors, self.source))
+
+
+class GoneError(Exception):
+    """Something a task needs from the API answers 404: a result file that expired, a batch past
+    the API's retention. Waiting or retrying cannot bring it back; the message says what is gone,
+    since when if known, and what to do.
+
+    :param message: what is gone and what to do.
+    :param cause: the API's 404, whose ``request_id`` the message keeps.
+    """
+
+    def __init__(self, message: str, cause: OpenAIBatchAPIError | None = None) -> None:
+        if cause is not None and cause.request_id:
+            message = f"{message} (request_id={cause.request_id})"
+        super().__init__(message)
+        self.cause = cause

@@ -283,7 +283,7 @@ def prepare_input(
     return local, endpoint
 
 
-def validate_input(path: Path, endpoint: str, label: str, **limits: int) -> int:
+def validate_input(path: Path, endpoint: str, label: str, **limits: Any) -> int:
     """Check an input file against the Batch API's rules; return how many requests it holds.
 
     :param label: how the error names the input, e.g. ``requests of task 'submit'``.

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_batch_provider.expiry import reading_file
 from airflow_batch_provider.jsonl import ResultTally, join_results, tally_results
 from airflow_batch_provider.utils import local_path, safe_name
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+    from airflow_batch_provider.models import Batch
 
 #: Prices per million tokens, by model: ``{"gpt-4o-mini": {"input": 0.075, "output": 0.30}}``;
 #: ``cached_input`` (default: ``input``) prices input tokens served from the prompt cache.
@@ -37,10 +39,14 @@ def download_results(
     output_file_id: str | None,
     error_file_id: str | None,
     errors_kept: int = 10,
+    batch: Batch | None = None,
 ) -> tuple[dict[str, str], ResultTally]:
     """Download a batch's output and error files to ``destination`` and count what they hold.
 
+    :param batch: the batch the files belong to, when known: a file that is gone (404) is
+        described with the batch's times.
     :return: where each file went (``{"output": ..., "error": ...}``) and the tally of its lines.
+    :raises GoneError: a file answered 404 (it expired).
     """
     paths: dict[str, str] = {}
     local_dir = local_path(destination)
@@ -52,7 +58,8 @@ def download_results(
             if not file_id:
                 continue
             name = f"{safe_name(file_id)}.jsonl"
-            local = hook.download_file(file_id, (local_dir or Path(scratch)) / name)
+            with reading_file(kind, file_id, batch):
+                local = hook.download_file(file_id, (local_dir or Path(scratch)) / name)
             paths[kind] = publish(local, destination, name)
             hook.log.info("Downloaded %s file %s to %s.", kind, file_id, paths[kind])
             downloaded.append(local)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from airflow_batch_provider.expiry import BatchFacts, reading_file
 from airflow_batch_provider.jsonl.results import iter_heads, request_custom_id
 from airflow_batch_provider.models import Batch, BatchStatus
 
@@ -35,12 +36,15 @@ class BatchRecord(BaseModel):
     error_file_id: str | None = None
     errors: list[str] = Field(default_factory=list)
     """The batch's own errors (``code: message``) when it failed."""
+    ended_at: int | None = None
+    """When the batch ended (epoch seconds), to date its files' expiry."""
 
     def update(self, batch: Batch) -> None:
-        """Take the status, files and errors of the batch as last read."""
+        """Take the status, files, errors and end of the batch as last read."""
         self.status = batch.status.value
         self.output_file_id, self.error_file_id = batch.output_file_id, batch.error_file_id
         self.errors = [error.describe() for error in (batch.errors.data if batch.errors else [])]
+        self.ended_at = BatchFacts.of(batch).ended_at
 
     @property
     def token_limited(self) -> bool:
@@ -110,13 +114,21 @@ def slot_round(slot: str) -> str:
 class RunFiles:
     """The local copies of a run's files under ``directory``, fetched from the API when missing.
 
+    A file the API no longer has (404: it expired) raises
+    :class:`~airflow_batch_provider.exceptions.GoneError`.
+
     :param hook: the API.
     :param directory: this task instance's work directory.
+    :param output_expires_after: the ``output_expires_after`` seconds the batches were created
+        with (None: the API's default), to say when a file that is gone expired.
     """
 
-    def __init__(self, hook: OpenAIBatchHook, directory: Path) -> None:
+    def __init__(
+        self, hook: OpenAIBatchHook, directory: Path, output_expires_after: int | None = None
+    ) -> None:
         self.hook = hook
         self.directory = directory
+        self.output_expires_after = output_expires_after
         directory.mkdir(parents=True, exist_ok=True)
 
     def part_input(self, part: PartState) -> Path:
@@ -125,24 +137,31 @@ class RunFiles:
         if not path.exists():
             if part.input_file_id is None:
                 raise FileNotFoundError(f"{path} is missing, and part {part.index} was never uploaded")
-            self.hook.download_file(part.input_file_id, path)
+            with reading_file("input", part.input_file_id):
+                self.hook.download_file(part.input_file_id, path)
         return path
 
-    def file(self, file_id: str) -> Path:
-        """A result file, downloaded once."""
+    def file(self, file_id: str, kind: str = "result", batch: BatchFacts | None = None) -> Path:
+        """A result file, downloaded once.
+
+        :param kind: what the file is (``output``, ``error``), for the error when it is gone.
+        :param batch: what is known of its batch, for that error too.
+        """
         path = self.directory / f"{file_id}.jsonl"
         if not path.exists():
-            self.hook.download_file(file_id, path)
+            with reading_file(kind, file_id, batch):
+                self.hook.download_file(file_id, path)
         return path
+
+    def _result_files(self, record: BatchRecord) -> Iterator[Path]:
+        facts = BatchFacts(record.id, record.ended_at, self.output_expires_after)
+        for kind, file_id in (("output", record.output_file_id), ("error", record.error_file_id)):
+            if file_id:
+                yield self.file(file_id, kind, facts)
 
     def results(self, part: PartState) -> list[Path]:
         """The part's result files, earliest batch first (a later file's line wins in a join)."""
-        return [
-            self.file(file_id)
-            for record in part.batches
-            for file_id in (record.output_file_id, record.error_file_id)
-            if file_id
-        ]
+        return [path for record in part.batches for path in self._result_files(record)]
 
     def retry_input(self, part: PartState, round_number: int) -> tuple[Path, int]:
         """Write the part's requests worth another try to ``part-<index>.r<round>.jsonl``.
@@ -157,10 +176,9 @@ class RunFiles:
         for record in part.batches:
             if record.status == BatchStatus.CANCELLED:
                 continue
-            for file_id in (record.output_file_id, record.error_file_id):
-                if file_id:
-                    for head in iter_heads(self.file(file_id)):
-                        latest[head.custom_id] = head.retryable
+            for path in self._result_files(record):
+                for head in iter_heads(path):
+                    latest[head.custom_id] = head.retryable
         path = self.directory / f"part-{part.index:05d}.r{round_number}.jsonl"
         count = 0
         with self.part_input(part).open("rb") as source, path.open("wb") as out:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from airflow_batch_provider.models import BatchStatus
 
@@ -45,6 +46,46 @@ def embedding_inputs(value: object) -> int:
     if isinstance(value, list) and value and not isinstance(value[0], int):
         return len(value)
     return 1
+
+
+# -- request bodies --
+
+REQUIRED_BODY_FIELDS: dict[str, tuple[str, ...]] = {
+    "/v1/responses": ("model", "input"),
+    "/v1/chat/completions": ("model", "messages"),
+    "/v1/embeddings": ("model", "input"),
+    "/v1/completions": ("model", "prompt"),
+    "/v1/moderations": ("input",),
+}
+"""The body fields a request to each endpoint must carry, in the order the API reports them.
+
+A batch with a line that lacks one fails at validation (``invalid_request``, "Model parameter is
+required."); ``/v1/moderations`` picks its model itself."""
+RESPONSE_INPUT_ALTERNATIVES: tuple[str, ...] = ("previous_response_id", "conversation")
+"""A ``/v1/responses`` body naming one of these continues a conversation and may leave ``input`` out."""
+
+
+def missing_body_field(endpoint: str, body: Mapping[str, Any]) -> str | None:
+    """The first field of :data:`REQUIRED_BODY_FIELDS` that ``body`` lacks, or None.
+
+    A field counts as missing when it is absent or null; ``model`` also when it is an empty
+    string. An endpoint that is not supported requires nothing here.
+
+    :param endpoint: the batch's endpoint, e.g. ``/v1/chat/completions``.
+    :param body: the request's body.
+    """
+    for field in REQUIRED_BODY_FIELDS.get(endpoint, ()):
+        value = body.get(field)
+        if value is not None and not (field == "model" and value == ""):
+            continue
+        if field == "input" and endpoint == "/v1/responses" and _continues_conversation(body):
+            continue
+        return field
+    return None
+
+
+def _continues_conversation(body: Mapping[str, Any]) -> bool:
+    return any(body.get(name) for name in RESPONSE_INPUT_ALTERNATIVES)
 
 
 # -- metadata and retention --

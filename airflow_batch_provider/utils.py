@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_batch_provider.client import OpenAIBatchAPIError, is_transient
-from airflow_batch_provider.exceptions import BatchInputError
+from airflow_batch_provider.exceptions import BatchInputError, GoneError
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.rules import METADATA_MAX_VALUE_LENGTH
 
@@ -35,6 +35,7 @@ __all__ = [
     "RUN_IDENTITY_KEYS",
     "cancel_batch_on_kill",
     "fail_on_bad_input",
+    "fail_when_gone",
     "format_progress",
     "is_transient",
     "local_path",
@@ -205,3 +206,15 @@ def fail_on_bad_input(task_id: str) -> Iterator[None]:
         if status is not None and 400 <= status < 500 and status != 409 and not is_transient(error):
             raise AirflowFailException(f"Task {task_id!r}: {error}") from None
         raise
+
+
+@contextlib.contextmanager
+def fail_when_gone(task_id: str) -> Iterator[None]:
+    """Turn :class:`~airflow_batch_provider.exceptions.GoneError` (a result file that expired, a batch
+    past the API's retention) into ``AirflowFailException``: no retry can bring it back."""
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    try:
+        yield
+    except GoneError as error:
+        raise AirflowFailException(f"Task {task_id!r}: {error}") from None

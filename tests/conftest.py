@@ -85,3 +85,28 @@ def emulator_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
         return conn_id
 
     return point
+
+
+# --- The SDK version ---------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--openai-major",
+        type=int,
+        default=None,
+        help="fail unless the official openai SDK imported has this major version "
+        "(`make sdk2` runs the emulator's SDK tests with 2.x)",
+    )
+
+
+def pytest_configure(config: Any) -> None:
+    major = config.getoption("openai_major")
+    if major is None:
+        return
+    import openai
+
+    if int(openai.__version__.split(".")[0]) != major:
+        raise pytest.UsageError(
+            f"--openai-major {major}, but the openai SDK imported is {openai.__version__} ({openai.__file__})"
+        )

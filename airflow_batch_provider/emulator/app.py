@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_batch_provider.emulator.azure import AzurePathsMiddleware
+from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.errors import (
     APIError,
     handle_api_error,
@@ -20,7 +22,7 @@ from airflow_batch_provider.emulator.errors import (
 from airflow_batch_provider.emulator.executors import make_executor
 from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState
 from airflow_batch_provider.emulator.middleware import APIKeyMiddleware, RequestIdMiddleware
-from airflow_batch_provider.emulator.routers import admin, batches, files, inference, page, uploads
+from airflow_batch_provider.emulator.routers import admin, batches, files, inference, models, page, uploads
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Store
 from airflow_batch_provider.emulator.worker import BatchWorker
@@ -58,24 +60,32 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     state = app.state
     state.settings = settings
     state.data_dir = data_dir
-    state.store = Store(data_dir)
+    state.store = Store(
+        data_dir,
+        result_retention_seconds=settings.retention_seconds,
+        batch_retention_seconds=settings.batch_retention_seconds,
+    )
     state.executor = make_executor(settings)
-    state.worker = BatchWorker(state.store, settings, state.executor)
+    # The upstream server decides which models exist: it answers for them.
+    state.catalogue = ModelCatalogue(settings.models, check=not (settings.any_model or settings.upstream_url))
+    state.worker = BatchWorker(state.store, settings, state.executor, state.catalogue)
     state.faults = FaultState(settings.faults)
 
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
 
-    for module in (batches, files, uploads, inference, page):
+    for module in (batches, files, uploads, models, inference, page):
         app.include_router(module.router)
     if settings.enable_admin:
         app.include_router(admin.router)
 
-    # Added last runs first: faults see the request before anything else, request ids mark
-    # every answer the emulator itself gives, and the key check sits in front of the routes.
+    # Added last runs first: Azure's paths become OpenAI's before anything else sees them, faults
+    # see the request next, request ids mark every answer the emulator itself gives, and the key
+    # check sits in front of the routes.
     if settings.api_key is not None:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(FaultMiddleware, state=state.faults)
+    app.add_middleware(AzurePathsMiddleware)
     return app

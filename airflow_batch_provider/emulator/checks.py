@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_batch_provider.emulator.errors import APIError, invalid, missing_parameter, wrong_type
+from airflow_batch_provider.rules import RESPONSE_INPUT_ALTERNATIVES
 
 JSON = dict[str, Any]
 Messages = list[tuple[str, str]]
@@ -196,7 +197,7 @@ def response_input(body: JSON) -> Messages:
         pairs.append(("developer", instructions))
     items = body.get("input")
     if items is None:
-        if body.get("previous_response_id") or body.get("conversation"):
+        if any(body.get(name) for name in RESPONSE_INPUT_ALTERNATIVES):
             return pairs
         raise missing_parameter("input")
     if isinstance(items, str):

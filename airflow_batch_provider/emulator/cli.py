@@ -24,13 +24,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openai-batch-emulator", description="A local emulator of the OpenAI Files and Batch APIs."
     )
-    serve = parser.add_argument_group("serving")
+    _add_serving(parser.add_argument_group("serving"), defaults)
+    _add_processing(parser.add_argument_group("processing"), defaults)
+    _add_retention(parser.add_argument_group("retention"), defaults)
+    _add_models(parser.add_argument_group("models"))
+    _add_faults(parser.add_argument_group("faults"))
+    upstream = parser.add_argument_group("upstream")
+    upstream.add_argument(
+        "--upstream", metavar="URL", help="execute requests on this OpenAI-compatible API root instead"
+    )
+    upstream.add_argument("--upstream-api-key", help="the API key sent to --upstream")
+    return parser
+
+
+def _add_serving(serve: argparse._ArgumentGroup, defaults: EmulatorSettings) -> None:
     serve.add_argument("--host", default=defaults.host, help="interface to bind (default: %(default)s)")
     serve.add_argument(
         "--port", type=int, default=defaults.port, help="TCP port; 0 picks a free one (default: %(default)s)"
     )
     serve.add_argument("--data-dir", type=Path, help="directory of the state (default: a new temporary one)")
-    serve.add_argument("--api-key", help="the only API key accepted (default: none needed)")
+    serve.add_argument(
+        "--api-key",
+        help="the only API key accepted, as 'Authorization: Bearer KEY' or Azure's 'api-key: KEY' "
+        "(default: none needed)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -39,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
 
-    processing = parser.add_argument_group("processing")
+
+def _add_processing(processing: argparse._ArgumentGroup, defaults: EmulatorSettings) -> None:
     for flag, default, text in (
         ("--completion-window-seconds", defaults.completion_window_seconds, 'what the "24h" window lasts'),
         ("--validation-delay", defaults.validation_delay, "how long a batch validates"),
@@ -64,7 +82,44 @@ def build_parser() -> argparse.ArgumentParser:
         "progress past N (default: no limit)",
     )
 
-    faults = parser.add_argument_group("faults")
+
+def _add_retention(retention: argparse._ArgumentGroup, defaults: EmulatorSettings) -> None:
+    retention.add_argument(
+        "--retention-seconds",
+        type=int,
+        metavar="N",
+        default=defaults.retention_seconds,
+        help="seconds a finished batch's output and error files are kept, unless the batch set "
+        "output_expires_after; then they answer 404 (default: %(default)s, the live API's 30 days)",
+    )
+    retention.add_argument(
+        "--batch-retention-seconds",
+        type=int,
+        metavar="N",
+        help="seconds a finished batch is kept after it ended; then it answers 404 and leaves the "
+        "lists (default: kept)",
+    )
+
+
+def _add_models(models: argparse._ArgumentGroup) -> None:
+    models.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="offer this model on every endpoint besides the catalogue's (GET /v1/models lists it), "
+        "e.g. a fine-tuned model or an Azure deployment name (repeatable)",
+    )
+    models.add_argument(
+        "--any-model",
+        action="store_true",
+        help="accept any model; by default a batch naming a model its endpoint does not offer fails "
+        "at validation with model_not_found (the upstream mode never checks models)",
+    )
+
+
+def _add_faults(faults: argparse._ArgumentGroup) -> None:
     faults.add_argument(
         "--fault",
         dest="faults",
@@ -79,13 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--enable-admin", action="store_true", help="serve /_emulator/faults to change faults"
     )
-
-    upstream = parser.add_argument_group("upstream")
-    upstream.add_argument(
-        "--upstream", metavar="URL", help="execute requests on this OpenAI-compatible API root instead"
-    )
-    upstream.add_argument("--upstream-api-key", help="the API key sent to --upstream")
-    return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -102,8 +150,12 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         enqueued_token_limit=args.enqueued_token_limit,
         finalizing_delay=args.finalizing_delay,
         cancel_delay=args.cancel_delay,
+        retention_seconds=args.retention_seconds,
+        batch_retention_seconds=args.batch_retention_seconds,
         faults=FaultSettings(rules=args.faults, seed=args.fault_seed),
         enable_admin=args.enable_admin,
+        models=tuple(args.models),
+        any_model=args.any_model,
         upstream_url=args.upstream,
         upstream_api_key=args.upstream_api_key,
     )

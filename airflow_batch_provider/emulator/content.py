@@ -4,7 +4,8 @@ The same input always gives the same output, derived from hashes; no model is in
 
 - token counts: about one token per four characters, plus the live per-message overhead.
 - replies: an assistant text echoing the last user text ("Emulated reply to: ..."), which
-  :func:`cut_to_tokens` shortens to a token limit.
+  :func:`cut_to_tokens` shortens to a token limit; structured answers and tool calls are made
+  by :mod:`~airflow_batch_provider.emulator.structured`.
 - embeddings: unit vectors; texts that share words get closer vectors; ``base64`` packs
   little-endian float32 as the live API does.
 - moderations: low scores everywhere, except that a text containing a category's name
@@ -67,14 +68,20 @@ def request_digest(url: str, body: dict[str, Any]) -> str:
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
-def reply_text(messages: Messages) -> str:
-    """The assistant's reply: the last user text (or else the last text) echoed, shortened."""
+def prompt_snippet(messages: Messages) -> str:
+    """What an answer replies to: the last user text (or else the last text), on one line, shortened."""
     prompt = next((text for role, text in reversed(messages) if role == "user" and text), "")
     if not prompt:
         prompt = next((text for _, text in reversed(messages) if text), "")
     snippet = " ".join(prompt.split())
     if len(snippet) > _SNIPPET_CHARS:
         snippet = snippet[: _SNIPPET_CHARS - 3].rstrip() + "..."
+    return snippet
+
+
+def reply_text(messages: Messages) -> str:
+    """The assistant's reply: :func:`prompt_snippet` echoed."""
+    snippet = prompt_snippet(messages)
     return f"Emulated reply to: {snippet}" if snippet else "Emulated reply."
 
 

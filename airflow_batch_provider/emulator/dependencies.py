@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
+from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.executors import Executor
 from airflow_batch_provider.emulator.faults import FaultState
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -43,6 +44,12 @@ def get_executor(request: Request) -> Executor:
     return executor
 
 
+def get_catalogue(request: Request) -> ModelCatalogue:
+    """The models the emulator offers."""
+    catalogue: ModelCatalogue = request.app.state.catalogue
+    return catalogue
+
+
 def get_faults(request: Request) -> FaultState:
     """The faults in force."""
     faults: FaultState = request.app.state.faults
@@ -54,3 +61,4 @@ WorkerDep = Annotated[BatchWorker, Depends(get_worker)]
 SettingsDep = Annotated[EmulatorSettings, Depends(get_settings)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 FaultsDep = Annotated[FaultState, Depends(get_faults)]
+CatalogueDep = Annotated[ModelCatalogue, Depends(get_catalogue)]

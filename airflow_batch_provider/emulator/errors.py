@@ -99,6 +99,18 @@ def file_not_found(file_id: str) -> APIError:
     return not_found(f"No such File object: {file_id}", param="id")
 
 
+def model_not_found(model_id: str) -> APIError:
+    """404 of ``GET /v1/models/{id}`` for a model the emulator does not offer."""
+    return APIError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
+
+
+def model_unavailable(model: str) -> APIError:
+    """404 of an endpoint answering at once (``POST /v1/chat/completions``) for a model not offered."""
+    return APIError(
+        404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+    )
+
+
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
     401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
     404: ("The model does not exist or you do not have access to it.", "invalid_request_error", None),

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from airflow_batch_provider.emulator.faults import FaultSettings
+from airflow_batch_provider.rules import DEFAULT_OUTPUT_RETENTION_SECONDS
 
 DAY_SECONDS = 24 * 60 * 60
 
@@ -40,6 +41,13 @@ class EmulatorSettings(BaseModel):
     """Seconds a batch stays ``finalizing``."""
     cancel_delay: float = Field(default=0.3, ge=0)
     """Seconds a batch stays ``cancelling``."""
+    retention_seconds: int = Field(default=DEFAULT_OUTPUT_RETENTION_SECONDS, ge=1)
+    """How long a batch's output and error files are kept, from when the batch ends, unless the batch
+    set ``output_expires_after``; then they answer 404, as the live API's do once they expire
+    (30 days by default)."""
+    batch_retention_seconds: int | None = Field(default=None, ge=1)
+    """How long a finished batch is kept, from when it ended; then it answers 404 and leaves the
+    lists, as batches past retention do on the live API. None (the default): kept."""
     faults: FaultSettings = Field(default_factory=FaultSettings)
     """Faults injected into responses (errors, 429s, latency, dropped connections)."""
     enable_admin: bool = False
@@ -48,6 +56,12 @@ class EmulatorSettings(BaseModel):
     """The organization's enqueued-token limit: a batch whose tokens (estimated from its input's
     size) would bring the tokens of batches in progress past it fails at validation with
     ``token_limit_exceeded``, as on the live API. None: no limit."""
+    models: tuple[str, ...] = ()
+    """Model names offered besides the catalogue's, on every endpoint (fine-tuned models, Azure
+    deployment names, a local server's models)."""
+    any_model: bool = False
+    """Accept any model in a batch; by default a batch naming a model its endpoint does not offer
+    fails at validation with ``model_not_found``. The upstream mode never checks models."""
     upstream_url: str | None = None
     """Execute each request against this OpenAI-compatible base URL instead of locally."""
     upstream_api_key: SecretStr | None = None

@@ -6,6 +6,10 @@ statements are short, and a single writer keeps read-modify-write updates atomic
 
 File bytes live under ``<data_dir>/files/<file id>`` and upload parts under
 ``<data_dir>/parts/<part id>``: names the emulator generated, never a client's filename.
+
+What is past its retention (see :mod:`~airflow_batch_provider.emulator.retention`) reads as
+absent: an expired file (removed, bytes and all, when it is next looked up) and a batch past
+``batch_retention_seconds``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow_batch_provider.emulator.documents import Document, new_file
+from airflow_batch_provider.emulator.retention import (
+    ENDED_AT_SQL,
+    FILE_KEPT_SQL,
+    batch_forgotten,
+    file_expired,
+)
 from airflow_batch_provider.rules import DEFAULT_OUTPUT_RETENTION_SECONDS, IN_PROGRESS_STATUSES
 
 _UNFINISHED = tuple(sorted(status.value for status in IN_PROGRESS_STATUSES))
@@ -91,10 +101,22 @@ class Store:
     """Files, uploads and batches of one emulator, under ``data_dir``.
 
     :param data_dir: directory for the database and file bytes; created if missing.
+    :param result_retention_seconds: how long a batch's output and error files are kept when the
+        batch did not set ``output_expires_after``; default the live API's 30 days.
+    :param batch_retention_seconds: how long a finished batch is kept after it ended; default
+        None: kept.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        result_retention_seconds: int = DEFAULT_OUTPUT_RETENTION_SECONDS,
+        batch_retention_seconds: int | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.result_retention_seconds = result_retention_seconds
+        self.batch_retention_seconds = batch_retention_seconds
         self.files_dir = data_dir / "files"
         self.parts_dir = data_dir / "parts"
         for directory in (self.files_dir, self.parts_dir):
@@ -160,14 +182,24 @@ class Store:
             )
 
     def get_file(self, file_id: str) -> Document | None:
-        doc = self._one("SELECT doc FROM files WHERE id = ?", file_id)
-        return None if doc is None else json.loads(doc)
+        """The file, or None when there is none or it has expired (then its bytes are removed)."""
+        found = self._one("SELECT doc FROM files WHERE id = ?", file_id)
+        if found is None:
+            return None
+        doc: Document = json.loads(found)
+        if file_expired(doc, time.time()):
+            self.delete_file(file_id)
+            return None
+        return doc
 
     def list_files(
         self, *, purpose: str | None, after: str | None, limit: int, newest_first: bool
     ) -> tuple[list[Document], bool]:
-        """One page of files, and whether more follow."""
-        where, params = ([], []) if purpose is None else (["purpose = ?"], [purpose])
+        """One page of the files not expired, and whether more follow."""
+        where: list[str] = [FILE_KEPT_SQL]
+        params: list[Any] = [time.time()]
+        if purpose is not None:
+            where, params = [*where, "purpose = ?"], [*params, purpose]
         return self._page("files", where, params, after, limit, newest_first=newest_first)
 
     def delete_file(self, file_id: str) -> bool:
@@ -235,12 +267,23 @@ class Store:
     def batch_json(self, batch_id: str) -> str | None:
         """The batch as the API returns it, already serialized (the hot path of polling)."""
         result: str | None = self._one("SELECT doc FROM batches WHERE id = ?", batch_id)
+        if result is not None and self.batch_retention_seconds is not None and self._forgotten(result):
+            return None
         return result
 
+    def _forgotten(self, doc: Document | str) -> bool:
+        """Whether a batch is past ``batch_retention_seconds`` (then it reads as absent)."""
+        parsed: Document = json.loads(doc) if isinstance(doc, str) else doc
+        return batch_forgotten(parsed, self.batch_retention_seconds, time.time())
+
     def get_batch(self, batch_id: str) -> tuple[Document, Progress] | None:
+        """The batch and its progress, or None when there is none (or it is past its retention)."""
         with self._lock:
             row = self._conn.execute("SELECT doc, progress FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        return None if row is None else (json.loads(row[0]), Progress(**json.loads(row[1])))
+        if row is None:
+            return None
+        doc = json.loads(row[0])
+        return None if self._forgotten(doc) else (doc, Progress(**json.loads(row[1])))
 
     def update_batch(
         self,
@@ -264,6 +307,8 @@ class Store:
             if row is None:
                 return False
             doc, progress = json.loads(row[0]), Progress(**json.loads(row[1]))
+            if self._forgotten(doc):
+                return False
             applied = change(doc, progress) is not False
             if applied:
                 if result_files:
@@ -280,7 +325,7 @@ class Store:
 
     def _result_files(self, doc: Document, progress: Progress) -> list[Document]:
         created = int(time.time())
-        expires_after = doc.get("output_expires_after") or {"seconds": DEFAULT_OUTPUT_RETENTION_SECONDS}
+        expires_after = doc.get("output_expires_after") or {"seconds": self.result_retention_seconds}
         files = []
         for kind, file_id, size in (
             ("output", progress.output_file_id, progress.output_bytes),
@@ -305,8 +350,11 @@ class Store:
         return files
 
     def list_batches(self, *, after: str | None, limit: int) -> tuple[list[Document], bool]:
-        """One page of batches, newest first, and whether more follow."""
-        return self._page("batches", [], [], after, limit)
+        """One page of the batches not past their retention, newest first, and whether more follow."""
+        if self.batch_retention_seconds is None:
+            return self._page("batches", [], [], after, limit)
+        kept = f"({ENDED_AT_SQL} IS NULL OR {ENDED_AT_SQL} + ? > ?)"
+        return self._page("batches", [kept], [self.batch_retention_seconds, time.time()], after, limit)
 
     def enqueued_tokens(self) -> int:
         """The tokens of every batch in progress or finalizing.

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +23,7 @@ from typing import BinaryIO
 import msgspec
 
 from airflow_batch_provider import jsonl
+from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.checks import FAIL_FIELD, transient_failure
 from airflow_batch_provider.emulator.content import estimate_tokens
 from airflow_batch_provider.emulator.documents import Document, now
@@ -31,10 +33,12 @@ from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Progress, Store
 from airflow_batch_provider.models import BatchError, BatchRequest, BatchStatus, BatchUsage
+from airflow_batch_provider.rules import BATCH_CANCELLED, BATCH_EXPIRED
 
 log = logging.getLogger(__name__)
 
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
+CANCELLED_MESSAGE = "This request was not executed because the batch was cancelled."
 CHECKPOINT_SECONDS = 0.1
 """Most time between checkpoints while results arrive (how often counts visibly rise)."""
 CHECKPOINT_RESULTS = 2_000
@@ -47,12 +51,20 @@ class BatchWorker:
     :param store: where batches, their progress and their files live.
     :param settings: delays, concurrency and completion window.
     :param executor: executes one request of a batch (local or upstream).
+    :param catalogue: the models batches may name; default: the catalogue ``settings`` describe.
     """
 
-    def __init__(self, store: Store, settings: EmulatorSettings, executor: Executor) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: EmulatorSettings,
+        executor: Executor,
+        catalogue: ModelCatalogue | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._executor = executor
+        self._catalogue = catalogue or ModelCatalogue(settings.models, check=not settings.any_model)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_events: dict[str, asyncio.Event] = {}
 
@@ -137,7 +149,10 @@ class BatchWorker:
             )
             self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [missing]))
             return
-        report = await asyncio.to_thread(jsonl.inspect_file, path, doc["endpoint"])
+        endpoint = doc["endpoint"]
+        report = await asyncio.to_thread(
+            jsonl.inspect_file, path, endpoint, known_models=self._catalogue.offered(endpoint)
+        )
         tokens = estimate_tokens(path.stat().st_size)
         limit = self._settings.enqueued_token_limit
 
@@ -225,8 +240,34 @@ class BatchWorker:
         self._close_batch(batch_id, BatchStatus.COMPLETED, previous=BatchStatus.FINALIZING)
 
     async def _finish_cancel(self, batch_id: str) -> None:
+        """End a cancelling batch: each request it did not run becomes a ``batch_cancelled`` error line.
+
+        A batch cancelled while validating ran nothing and counted nothing: it gets no such lines.
+        """
         await asyncio.sleep(self._settings.cancel_delay)
-        self._close_batch(batch_id, BatchStatus.CANCELLED, previous=BatchStatus.CANCELLING)
+        found = self._store.get_batch(batch_id)
+        if found is None or found[0]["status"] != BatchStatus.CANCELLING:
+            return
+        doc, progress = found
+        not_run, error_bytes = 0, progress.error_bytes
+        input_path = self._store.file_path(doc["input_file_id"])
+        if doc.get("in_progress_at") is not None and input_path.exists():
+            requests = islice(jsonl.iter_requests(input_path), progress.done, None)
+            error_path = self._store.file_path(progress.error_file_id)
+            not_run, error_bytes = await asyncio.to_thread(
+                _write_not_run, error_path, progress.error_bytes, requests, BATCH_CANCELLED, CANCELLED_MESSAGE
+            )
+
+        def close(doc: Document, progress: Progress) -> bool:
+            if doc["status"] != BatchStatus.CANCELLING:
+                return False
+            doc["request_counts"]["failed"] += not_run
+            progress.done += not_run
+            progress.error_bytes = error_bytes
+            doc.update(status=BatchStatus.CANCELLED.value, cancelled_at=now())
+            return True
+
+        self._store.update_batch(batch_id, close, result_files=True)
 
     def _close_batch(self, batch_id: str, status: BatchStatus, previous: BatchStatus) -> None:
         def close(doc: Document, _: Progress) -> bool:
@@ -298,18 +339,12 @@ class _Run:
 
     def expire(self, unfinished: list[BatchRequest]) -> None:
         """Write an error line for each unfinished request and mark the batch expired."""
-        with _open_at(self.store.file_path(self.progress.error_file_id), self.progress.error_bytes) as errors:
-            for request in unfinished:
-                line = {
-                    "id": new_id("batch_req_"),
-                    "custom_id": request.custom_id,
-                    "response": None,
-                    "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
-                }
-                errors.write(_jsonl(line))
-            self.progress.error_bytes = errors.tell()
-        self.progress.done += len(unfinished)
-        self.failed += len(unfinished)
+        path = self.store.file_path(self.progress.error_file_id)
+        count, self.progress.error_bytes = _write_not_run(
+            path, self.progress.error_bytes, unfinished, BATCH_EXPIRED, EXPIRED_MESSAGE
+        )
+        self.progress.done += count
+        self.failed += count
 
         def expire(doc: Document, progress: Progress) -> bool:
             if doc["status"] != BatchStatus.IN_PROGRESS:
@@ -363,6 +398,29 @@ def _expire_unvalidated(doc: Document, _: Progress) -> bool:
         return False
     doc.update(status=BatchStatus.EXPIRED.value, expired_at=now())
     return True
+
+
+def _write_not_run(
+    path: Path, size: int, requests: Iterable[BatchRequest], code: str, message: str
+) -> tuple[int, int]:
+    """Append to the error file at ``path`` (cut to ``size``) a line for each request that did not run.
+
+    The live shape: ``{"response": null, "error": {"code": code, "message": message}}``.
+
+    :return: how many lines were written, and the file's size after them.
+    """
+    count = 0
+    with _open_at(path, size) as errors:
+        for request in requests:
+            line = {
+                "id": new_id("batch_req_"),
+                "custom_id": request.custom_id,
+                "response": None,
+                "error": {"code": code, "message": message},
+            }
+            errors.write(_jsonl(line))
+            count += 1
+        return count, errors.tell()
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

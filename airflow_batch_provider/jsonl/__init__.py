@@ -19,11 +19,13 @@ from airflow_batch_provider.jsonl.join import answer_text, join_results, typed_o
 from airflow_batch_provider.jsonl.results import ResultHead, ResultTally, iter_heads, tally_results
 from airflow_batch_provider.jsonl.validation import (
     INVALID_JSON_MESSAGE,
+    MODEL_NOT_FOUND_MESSAGE,
     InputReport,
     ProblemCode,
     endpoint_problem,
     find_problems,
     inspect_file,
+    missing_field_message,
     validate_file,
 )
 from airflow_batch_provider.rules import (
@@ -40,6 +42,7 @@ __all__ = [
     "MAX_EMBEDDING_INPUTS",
     "MAX_FILE_BYTES",
     "MAX_REQUESTS",
+    "MODEL_NOT_FOUND_MESSAGE",
     "SUPPORTED_ENDPOINTS",
     "InputReport",
     "JSONLSource",
@@ -53,6 +56,7 @@ __all__ = [
     "iter_heads",
     "iter_requests",
     "join_results",
+    "missing_field_message",
     "read_results",
     "tally_results",
     "typed_output_checker",

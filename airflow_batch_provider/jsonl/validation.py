@@ -13,7 +13,13 @@ Validation reads the file once, in binary, one line at a time, and checks plain 
 (no model per line), so it costs little more than parsing the file and its memory grows
 only with the set of ``custom_id`` values.
 
-Where the live API has an error code for a rule, :class:`ProblemCode` uses it.
+Where the live API has an error code for a rule, :class:`ProblemCode` uses it. Each line's body
+gets at most one problem about its fields, as on the live API: the first required field it
+lacks (``invalid_request``, "Model parameter is required.", see
+:data:`~airflow_batch_provider.rules.REQUIRED_BODY_FIELDS`), or else a model the server does not
+offer (``model_not_found``; checked only when the caller knows the server's models, as the
+emulator does). Everything else about a body (types, values, empty arrays) is the endpoint's to
+refuse when it runs the request, which puts a 400 in the batch's error file.
 Differences from the live API worth knowing: a line that holds only whitespace is a
 problem (``invalid_json_line``), and the message of an unparseable line ends with the
 parser's reason after the live API's sentence.
@@ -22,6 +28,7 @@ parser's reason after the live API's sentence.
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO
@@ -36,6 +43,7 @@ from airflow_batch_provider.rules import (
     MAX_REQUESTS,
     SUPPORTED_ENDPOINTS,
     embedding_inputs,
+    missing_body_field,
 )
 
 
@@ -48,6 +56,8 @@ class ProblemCode(str, Enum):
     INVALID_URL = "invalid_url"
     INVALID_VALUE = "invalid_value"
     STREAMING_UNSUPPORTED = "streaming_unsupported"
+    INVALID_REQUEST = "invalid_request"
+    MODEL_NOT_FOUND = "model_not_found"
     DUPLICATE_CUSTOM_ID = "duplicate_custom_id"
     MODEL_MISMATCH = "model_mismatch"
     EMPTY_FILE = "empty_file"
@@ -64,6 +74,14 @@ class ProblemCode(str, Enum):
 
 
 INVALID_JSON_MESSAGE = "This line is not parseable as valid JSON."
+MODEL_NOT_FOUND_MESSAGE = "The provided model '{model}' is not supported by the Batch API."
+"""The live API's message for a line whose ``body.model`` it does not offer for batches."""
+
+
+def missing_field_message(field: str) -> str:
+    """The live API's message for a body that lacks ``field``: "Model parameter is required."."""
+    return f"{field.capitalize()} parameter is required."
+
 
 _REQUIRED_FIELDS = ("custom_id", "method", "url", "body")
 
@@ -116,8 +134,16 @@ def endpoint_problem(endpoint: str) -> BatchError | None:
 class _Checker:
     """The per-line rules of an input file; one instance checks one file."""
 
-    def __init__(self, endpoint: str, max_requests: int, max_bytes: int, max_embedding_inputs: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        max_requests: int,
+        max_bytes: int,
+        max_embedding_inputs: int,
+        known_models: Container[str] | None,
+    ) -> None:
         self.endpoint = endpoint
+        self.known_models = known_models
         self.check_url = endpoint in SUPPORTED_ENDPOINTS
         self.count_inputs = endpoint == EMBEDDINGS_ENDPOINT
         self.max_requests = max_requests
@@ -239,7 +265,8 @@ class _Checker:
             )
         body = request.get("body")
         if type(body) is dict:
-            self.check_body(line, body)
+            # A body meant for another endpoint is not read as the batch's endpoint reads it.
+            self.check_body(line, body, fields=url is None or url == self.endpoint)
         elif body is not None:
             self.add(
                 ProblemCode.INVALID_TYPE,
@@ -269,8 +296,10 @@ class _Checker:
                 line,
             )
 
-    def check_body(self, line: int, body: dict[str, Any]) -> None:
+    def check_body(self, line: int, body: dict[str, Any], fields: bool) -> None:
         model = body.get("model")
+        if fields and self.check_url and self.check_fields(line, body, model):
+            model = None  # its one problem is reported: the model is not compared with others
         if type(model) is str and model not in self.first_line_of_model:
             if self.first_line_of_model:
                 first_model, first_line = next(iter(self.first_line_of_model.items()))
@@ -291,6 +320,18 @@ class _Checker:
             )
         if self.count_inputs:
             self.count_embedding_inputs(line, body.get("input"))
+
+    def check_fields(self, line: int, body: dict[str, Any], model: object) -> bool:
+        """Report the body's first missing field, or else a model not offered; True if either."""
+        missing = missing_body_field(self.endpoint, body)
+        if missing is not None:
+            self.add(ProblemCode.INVALID_REQUEST, missing_field_message(missing), f"body.{missing}", line)
+            return True
+        if self.known_models is not None and type(model) is str and model not in self.known_models:
+            message = MODEL_NOT_FOUND_MESSAGE.format(model=model)
+            self.add(ProblemCode.MODEL_NOT_FOUND, message, "body.model", line)
+            return True
+        return False
 
     def count_embedding_inputs(self, line: int, inputs: object) -> None:
         total = self.embedding_inputs + embedding_inputs(inputs)
@@ -324,12 +365,13 @@ def inspect_file(
     max_requests: int = MAX_REQUESTS,
     max_bytes: int = MAX_FILE_BYTES,
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    known_models: Container[str] | None = None,
 ) -> InputReport:
     """Check a batch input file and count its requests, in one reading.
 
     Takes the same arguments as :func:`find_problems`, which returns only the problems.
     """
-    checker = _Checker(endpoint, max_requests, max_bytes, max_embedding_inputs)
+    checker = _Checker(endpoint, max_requests, max_bytes, max_embedding_inputs, known_models)
     with open_binary(source) as file:
         checker.check_file(file)
     return InputReport(
@@ -346,6 +388,7 @@ def find_problems(
     max_requests: int = MAX_REQUESTS,
     max_bytes: int = MAX_FILE_BYTES,
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    known_models: Container[str] | None = None,
 ) -> list[BatchError]:
     """Check a batch input file against the Batch API's rules and list every problem found.
 
@@ -358,6 +401,9 @@ def find_problems(
     :param max_bytes: largest file size allowed, in bytes; default :data:`MAX_FILE_BYTES`.
     :param max_embedding_inputs: most embedding inputs allowed in all when ``endpoint`` is
         ``/v1/embeddings``; default :data:`MAX_EMBEDDING_INPUTS`.
+    :param known_models: the models the server offers for ``endpoint``; a line naming another
+        is a ``model_not_found`` problem. Default None: models are not checked (the client
+        cannot know which ones a server offers to batches).
     :return: the problems, empty when the file is valid.
     """
     return inspect_file(
@@ -366,6 +412,7 @@ def find_problems(
         max_requests=max_requests,
         max_bytes=max_bytes,
         max_embedding_inputs=max_embedding_inputs,
+        known_models=known_models,
     ).problems
 
 
@@ -376,6 +423,7 @@ def validate_file(
     max_requests: int = MAX_REQUESTS,
     max_bytes: int = MAX_FILE_BYTES,
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
+    known_models: Container[str] | None = None,
 ) -> int:
     """Check a batch input file and raise one error listing every problem in it.
 
@@ -390,6 +438,7 @@ def validate_file(
         max_requests=max_requests,
         max_bytes=max_bytes,
         max_embedding_inputs=max_embedding_inputs,
+        known_models=known_models,
     )
     if report.problems:
         raise BatchInputError(report.problems, source=source_name(source))

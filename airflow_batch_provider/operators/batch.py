@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk import BaseOperator
 
+from airflow_batch_provider.expiry import reading_batch
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.inputs import (
     RequestItem,
@@ -41,6 +42,7 @@ from airflow_batch_provider.utils import (
     check_failure_threshold,
     default_destination,
     fail_on_bad_input,
+    fail_when_gone,
     seconds,
     to_path,
     too_many_failures,
@@ -323,15 +325,19 @@ class OpenAIBatchResultsOperator(BaseOperator):
         return OpenAIBatchHook(conn_id=self.conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        batch_id, output_file_id, error_file_id, counts = self._files(context)
-        if not (output_file_id or error_file_id):
-            raise AirflowFailException(f"Task {self.task_id!r}: the batch has no output or error file.")
-        destination = (
-            to_path(self.destination) if self.destination is not None else default_destination(context["ti"])
-        )
-        paths, tally = download_results(
-            self.hook, destination, output_file_id, error_file_id, self.ERRORS_IN_SUMMARY
-        )
+        with fail_when_gone(self.task_id):
+            batch, output_file_id, error_file_id, counts = self._files(context)
+            if not (output_file_id or error_file_id):
+                raise AirflowFailException(f"Task {self.task_id!r}: the batch has no output or error file.")
+            destination = (
+                to_path(self.destination)
+                if self.destination is not None
+                else default_destination(context["ti"])
+            )
+            paths, tally = download_results(
+                self.hook, destination, output_file_id, error_file_id, self.ERRORS_IN_SUMMARY, batch
+            )
+        batch_id = batch.id if batch is not None else None
         tokens = tally.total_tokens
         summary: dict[str, Any] = {
             "batch_id": batch_id,
@@ -360,11 +366,15 @@ class OpenAIBatchResultsOperator(BaseOperator):
             return to_path(self.destination)
         return default_destination(context["ti"])
 
-    def _files(self, context: Context) -> tuple[str | None, str | None, str | None, RequestCounts | None]:
-        """``(batch id, output file id, error file id, request counts)`` from the arguments or the sensor."""
+    def _files(self, context: Context) -> tuple[Batch | None, str | None, str | None, RequestCounts | None]:
+        """``(batch, output file id, error file id, request counts)`` from the arguments or the sensor.
+
+        The batch is None when only file ids were given.
+        """
         counts = self.request_counts
         if self.batch_id is not None:
-            batch: Batch | None = self.hook.get_batch(self.batch_id)
+            with reading_batch(self.batch_id):
+                batch: Batch | None = self.hook.get_batch(self.batch_id)
         elif self.output_file_id is not None or self.error_file_id is not None:
             batch = None
         else:
@@ -376,7 +386,7 @@ class OpenAIBatchResultsOperator(BaseOperator):
             output_file_id, error_file_id = self.output_file_id or None, self.error_file_id or None
         if counts is not None and not isinstance(counts, RequestCounts):
             counts = RequestCounts.model_validate(counts)
-        return (batch.id if batch else None), output_file_id, error_file_id, counts
+        return batch, output_file_id, error_file_id, counts
 
     def _sensor_batch(self, context: Context) -> Batch:
         sensor = self.sensor_task_id or self._upstream_sensor()

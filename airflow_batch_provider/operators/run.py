@@ -38,6 +38,7 @@ from airflow_batch_provider.utils import (
     check_failure_threshold,
     default_destination,
     fail_on_bad_input,
+    fail_when_gone,
     local_path,
     safe_name,
     seconds,
@@ -212,11 +213,12 @@ class OpenAIBatchOperator(BaseOperator):
     # -- the run, step by step --
 
     def execute(self, context: Context) -> Any:
-        files = RunFiles(self.hook, self._work_dir(context))
-        state = self._prepare(context, files)
-        submitter = Submitter(self.hook, context, self.log, self.on_input_change)
-        for part in state.parts:
-            self._submit(submitter, state, part, part.slot, files.part_input(part))
+        files = self._files(context)
+        with fail_when_gone(self.task_id):
+            state = self._prepare(context, files)
+            submitter = Submitter(self.hook, context, self.log, self.on_input_change)
+            for part in state.parts:
+                self._submit(submitter, state, part, part.slot, files.part_input(part))
         self._push_links(context, state)
         return self._wait(state)
 
@@ -230,10 +232,17 @@ class OpenAIBatchOperator(BaseOperator):
                 f"Task {self.task_id!r}: {event['message']} Its live batches were cancelled."
             )
         if event["status"] != EVENT_TERMINAL:
+            if event.get("status_code") == 404:  # a batch is gone: no retry brings it back
+                raise AirflowFailException(f"Task {self.task_id!r}: {event['message']}")
             raise AirflowException(event["message"])
+        with fail_when_gone(self.task_id):
+            return self._go_on(context, run, event)
+
+    def _go_on(self, context: Context, run: RunState, event: dict[str, Any]) -> Any:
+        """Submit what is due, plan another round, or finish, after the batches in ``event`` ended."""
         for batch_id, batch in event["batches"].items():
             run.record(batch_id).update(Batch.model_validate(batch))
-        files = RunFiles(self.hook, self._work_dir(context))
+        files = self._files(context)
         if run.to_submit:
             self._submit_due(context, run, files)
             return self._wait(run)
@@ -468,6 +477,9 @@ class OpenAIBatchOperator(BaseOperator):
 
     def _work_dir(self, context: Context) -> Path:
         return task_directory(context["ti"], "airflow-batch-work")
+
+    def _files(self, context: Context) -> RunFiles:
+        return RunFiles(self.hook, self._work_dir(context), seconds(self.output_expires_after))
 
     def _finish(self, context: Context, run: RunState, files: RunFiles) -> Any:
         """Join every part's results, in input order, into the output and error files."""

@@ -13,6 +13,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
+from airflow_batch_provider.expiry import reading_batch
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
 from airflow_batch_provider.models import Batch, BatchStatus
@@ -24,6 +25,7 @@ from airflow_batch_provider.utils import (
     cancel_batch_on_kill,
     check_failure_threshold,
     describe_failures,
+    fail_when_gone,
     format_progress,
     is_transient,
     too_many_failures,
@@ -57,7 +59,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
       logs the counts.
 
     Outcomes that waiting longer cannot change fail with ``AirflowFailException``, so the
-    sensor is not retried for them.
+    sensor is not retried for them; so does a batch that answers 404 (past the API's retention,
+    or a wrong id), with a message that says so.
 
     A progress line is logged at each poll, e.g.
     ``batch_abc in_progress: 12,345/50,000 done (24.7%), 12 failed, 00:41:10 elapsed, ETA 02:05:00``.
@@ -147,6 +150,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
             return self._finish(batch, context)
         if event["status"] == EVENT_TIMEOUT:
             raise AirflowSensorTimeout(f"{event['message']}{self._cancel_at_timeout()}")
+        if event.get("status_code") == 404:  # the batch is gone: no retry brings it back
+            raise AirflowFailException(event["message"])
         raise AirflowException(event["message"])
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -159,7 +164,8 @@ class OpenAIBatchSensor(BaseSensorOperator):
     def _look(self) -> Batch | None:
         """Read the batch and log its progress; None after a transient error (keep waiting)."""
         try:
-            batch = self.hook.get_batch(self.batch_id)
+            with fail_when_gone(self.task_id), reading_batch(self.batch_id):
+                batch = self.hook.get_batch(self.batch_id)
         except OpenAIBatchAPIError as error:
             if not is_transient(error):
                 raise

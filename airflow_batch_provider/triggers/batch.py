@@ -12,6 +12,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
+from airflow_batch_provider.expiry import batch_gone
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.utils import format_progress, is_transient
@@ -35,8 +36,10 @@ class OpenAIBatchTrigger(BaseTrigger):
     403, 404, ...) ends the wait with an error event saying why.
 
     The event's payload is ``{"status": "terminal" | "error" | "timeout", "batch_id",
-    "message", "batch"}`` where ``batch`` is the last batch seen as
-    ``Batch.model_dump(mode="json")`` (None when none was read).
+    "message", "batch", "status_code"}`` where ``batch`` is the last batch seen as
+    ``Batch.model_dump(mode="json")`` (None when none was read) and ``status_code`` the HTTP
+    status of the error that ended the wait (None otherwise; 404: the batch is gone, see
+    :func:`~airflow_batch_provider.expiry.batch_gone`).
 
     Built for a triggerer running thousands of them: the triggers of one event loop share one
     reading of each connection (made again every ``SETTINGS_MAX_AGE`` seconds of the hook)
@@ -86,13 +89,16 @@ class OpenAIBatchTrigger(BaseTrigger):
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(conn_id=self.conn_id)
 
-    def _event(self, status: str, message: str, batch: Batch | None) -> TriggerEvent:
+    def _event(
+        self, status: str, message: str, batch: Batch | None, status_code: int | None = None
+    ) -> TriggerEvent:
         return TriggerEvent(
             {
                 "status": status,
                 "batch_id": self.batch_id,
                 "message": message,
                 "batch": batch.model_dump(mode="json") if batch is not None else None,
+                "status_code": status_code,
             }
         )
 
@@ -116,9 +122,8 @@ class OpenAIBatchTrigger(BaseTrigger):
                 batch = await self.hook.aget_batch(self.batch_id)
             except OpenAIBatchAPIError as error:
                 if not is_transient(error):
-                    yield self._event(
-                        EVENT_ERROR, f"Stopped waiting for batch {self.batch_id}: {error}", batch
-                    )
+                    message = _stop_message(self.batch_id, error)
+                    yield self._event(EVENT_ERROR, message, batch, error.status_code)
                     return
                 self.log.warning("Reading batch %s failed, will retry: %s", self.batch_id, error)
                 delay = retry_delay
@@ -158,6 +163,12 @@ class OpenAIBatchTrigger(BaseTrigger):
             self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
 
 
+def _stop_message(batch_id: str, error: OpenAIBatchAPIError) -> str:
+    """Why a wait ends on an error that waiting cannot fix; a 404 says the batch is gone."""
+    reason = batch_gone(batch_id, error) if error.status_code == 404 else error
+    return f"Stopped waiting for batch {batch_id}: {reason}"
+
+
 def format_parts_progress(batches: list[Batch]) -> str:
     """One log line about where several batches stand together.
 
@@ -191,8 +202,9 @@ class OpenAIBatchesTrigger(BaseTrigger):
     a retry round, or for the organization's enqueued-token limit to free up).
 
     The event's payload is ``{"status": "terminal" | "error" | "timeout", "message",
-    "batches": {batch_id: Batch JSON}, "state": state}`` (the batches as last read, and
-    ``state`` handed back as given).
+    "batches": {batch_id: Batch JSON}, "state": state, "status_code"}`` (the batches as last
+    read, ``state`` handed back as given, and the HTTP status of the error that ended the wait,
+    None otherwise).
 
     :param conn_id: the OpenAI Batch connection. Only its id is serialized, never a secret.
     :param batch_ids: the batches to wait for.
@@ -245,9 +257,17 @@ class OpenAIBatchesTrigger(BaseTrigger):
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(conn_id=self.conn_id)
 
-    def _event(self, status: str, message: str) -> TriggerEvent:
+    def _event(self, status: str, message: str, status_code: int | None = None) -> TriggerEvent:
         batches = {batch_id: batch.model_dump(mode="json") for batch_id, batch in self._last.items()}
-        return TriggerEvent({"status": status, "message": message, "batches": batches, "state": self.state})
+        return TriggerEvent(
+            {
+                "status": status,
+                "message": message,
+                "batches": batches,
+                "state": self.state,
+                "status_code": status_code,
+            }
+        )
 
     def _unfinished(self) -> list[str]:
         return [
@@ -256,8 +276,11 @@ class OpenAIBatchesTrigger(BaseTrigger):
             if batch_id not in self._last or not self._last[batch_id].status.is_terminal
         ]
 
-    async def _poll(self) -> tuple[bool, str | None]:
-        """Read every unfinished batch once: ``(whether a read failed for now, why to stop or None)``."""
+    async def _poll(self) -> tuple[bool, tuple[str, int | None] | None]:
+        """Read every unfinished batch once: ``(whether a read failed for now, why to stop or None)``.
+
+        Why to stop is ``(message, HTTP status)``.
+        """
 
         async def read(batch_id: str) -> Batch | OpenAIBatchAPIError:
             try:
@@ -274,7 +297,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
                 self.log.warning("Reading batch %s failed, will retry: %s", batch_id, answer)
                 transient = True
             else:
-                return transient, f"Stopped waiting for batch {batch_id}: {answer}"
+                return transient, (_stop_message(batch_id, answer), answer.status_code)
         if self._last:
             self.log.info(format_parts_progress(list(self._last.values())))
         return transient, None
@@ -292,7 +315,7 @@ class OpenAIBatchesTrigger(BaseTrigger):
                     return
                 transient, stop = await self._poll()
                 if stop is not None:
-                    yield self._event(EVENT_ERROR, stop)
+                    yield self._event(EVENT_ERROR, *stop)
                     return
             now = time.time()
             if not self._unfinished():

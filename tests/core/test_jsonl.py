@@ -350,8 +350,109 @@ def test_embedding_inputs_are_counted_over_the_whole_file(make_file):
     assert where(problems) == [(4, "body.input", "too_many_embedding_inputs")]
     assert "7" in problems[0].message
     # Inputs are only limited for embeddings batches.
-    chat_like = make_file(*(chat_request(n, body={"model": "m", "input": ["a"] * 5}) for n in range(3)))
+    chat_like = make_file(
+        *(chat_request(n, body={"model": "m", "messages": [], "input": ["a"] * 5}) for n in range(3))
+    )
     assert find_problems(chat_like, CHAT, max_embedding_inputs=6) == []
+
+
+# --- request bodies ---
+
+REQUIRED = [
+    ("/v1/chat/completions", {"model": "gpt-4o-mini"}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ("/v1/chat/completions", {"model": "", "messages": []}, "model"),
+    ("/v1/chat/completions", {"model": None, "messages": []}, "model"),
+    ("/v1/responses", {"model": "gpt-4o-mini"}, "input"),
+    ("/v1/responses", {"input": "hi"}, "model"),
+    ("/v1/embeddings", {"model": "text-embedding-3-small"}, "input"),
+    ("/v1/embeddings", {"input": "hi"}, "model"),
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct"}, "prompt"),
+    ("/v1/completions", {"prompt": "hi"}, "model"),
+    ("/v1/moderations", {"model": "omni-moderation-latest"}, "input"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "field"), REQUIRED)
+def test_a_body_without_a_required_field_is_invalid_request(make_file, endpoint, body, field):
+    line = {"custom_id": "a", "method": "POST", "url": endpoint, "body": body}
+
+    problems = find_problems(make_file(line), endpoint)
+
+    assert where(problems) == [(1, f"body.{field}", "invalid_request")]
+    assert problems[0].message == f"{field.capitalize()} parameter is required."
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("/v1/moderations", {"input": "hi"}),  # the endpoint picks its own model
+        ("/v1/responses", {"model": "gpt-4o-mini", "previous_response_id": "resp_1"}),
+        ("/v1/responses", {"model": "gpt-4o-mini", "conversation": "conv_1"}),
+        # What the endpoint itself refuses when the request runs is not validation's business.
+        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}),
+        ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "robot"}]}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": ""}),
+    ],
+)
+def test_bodies_with_their_required_fields_pass(make_file, endpoint, body):
+    line = {"custom_id": "a", "method": "POST", "url": endpoint, "body": body}
+
+    assert find_problems(make_file(line), endpoint) == []
+
+
+def test_a_line_gets_one_body_problem_the_first_missing_field(make_file):
+    path = make_file(chat_request(1, body={}), chat_request(2, body={"temperature": 0}), chat_request(3))
+
+    problems = find_problems(path, CHAT)
+
+    assert where(problems) == [(1, "body.model", "invalid_request"), (2, "body.model", "invalid_request")]
+    assert {problem.message for problem in problems} == {"Model parameter is required."}
+
+
+def test_a_line_aimed_at_another_endpoint_is_only_an_invalid_url(make_file):
+    line = {"custom_id": "a", "method": "POST", "url": EMBEDDINGS, "body": {"model": "m", "input": "x"}}
+    no_url = {"custom_id": "b", "method": "POST", "body": {"model": "m", "input": "x"}}
+
+    assert where(find_problems(make_file(line, no_url), CHAT)) == [
+        (1, "url", "invalid_url"),
+        (2, "url", "missing_required_parameter"),
+        (2, "body.messages", "invalid_request"),  # without a url, the batch's endpoint reads the body
+    ]
+
+
+def test_unknown_models_are_model_not_found_when_the_models_are_known(make_file):
+    path = make_file(
+        chat_request(1, body={"model": "nonexistent-model-xyz", "messages": []}),
+        chat_request(2),
+        chat_request(3, body={"model": "nonexistent-model-xyz", "messages": []}),
+        chat_request(4, body={"messages": []}),
+    )
+
+    problems = find_problems(path, CHAT, known_models={"gpt-4o-mini"})
+
+    assert where(problems) == [
+        (1, "body.model", "model_not_found"),
+        (3, "body.model", "model_not_found"),
+        (4, "body.model", "invalid_request"),
+    ]
+    assert problems[0].message == (
+        "The provided model 'nonexistent-model-xyz' is not supported by the Batch API."
+    )
+    # Without the server's models (the default, before an upload) models are not checked.
+    assert where(find_problems(path, CHAT)) == [
+        (2, "body.model", "model_mismatch"),
+        (4, "body.model", "invalid_request"),
+    ]
+
+
+def test_inspect_file_names_the_model_of_the_first_known_line(make_file):
+    path = make_file(chat_request(1, body={"model": "nope", "messages": []}), chat_request(2))
+
+    report = inspect_file(path, CHAT, known_models={"gpt-4o-mini"})
+
+    assert report.model == "gpt-4o-mini"
+    assert report.requests == 2
 
 
 # --- every problem at once ---

@@ -48,3 +48,16 @@ def test_embeddings_example(run_dag, examples, emulator, emulator_conn, assert_n
     assert [pair["a"] is not None for pair in pairs] == [True, True, True]
     assert all(-1 <= pair["similarity"] <= 1 for pair in pairs)
     assert_no_secret(result, emulator)
+
+
+def test_reviews_example(run_dag, examples, emulator, emulator_conn, assert_no_secret) -> None:
+    emulator_conn(emulator)
+    result = run_dag(examples.get_dag("example_openai_batch_reviews"))
+
+    assert result.state == "success", result.states
+    summary = result.xcom("classify")
+    assert (summary["succeeded"], summary["failed"]) == (6, 0)  # every answer validated as ReviewLabel
+    assert set(summary["batches"]) == {"0", "1"}  # the two flaky reviews needed a retry round
+    assert sum(result.xcom("report").values()) == 6
+    assert "6 labelled, 0 failed." in result.output
+    assert_no_secret(result, emulator)

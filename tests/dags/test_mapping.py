@@ -10,7 +10,7 @@ from airflow.sdk import DAG, task, task_group
 from airflow_batch_provider.operators.batch import OpenAIBatchResultsOperator, OpenAIBatchSubmitOperator
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
 from tests.support.emulator import batch_status, batches_of
-from tests.support.requests import chat_request
+from tests.support.requests import chat_request, rejected_request
 
 START = datetime(2025, 1, 1)
 DOCUMENT_SETS = [["alpha", "beta"], ["gamma", "delta", "epsilon"], ["zeta"]]
@@ -105,9 +105,7 @@ def test_the_sensor_cancels_its_batch_at_the_timeout(run_dag, make_emulator, emu
 
 def test_failure_threshold_on_the_sensor_and_the_results(run_dag, emulator, emulator_conn) -> None:
     emulator_conn(emulator)
-    requests = [chat_request(f"ok{n}") for n in range(3)] + [
-        {**chat_request("bad"), "body": {"model": "gpt-4o-mini"}}
-    ]
+    requests = [chat_request(f"ok{n}") for n in range(3)] + [rejected_request("bad")]
     with DAG("mapping_threshold", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=requests)
         lenient = OpenAIBatchSensor(
@@ -128,7 +126,7 @@ def test_failure_threshold_on_the_sensor_and_the_results(run_dag, emulator, emul
         "download": "failed",
     }
     assert "1 of 4 request(s) failed (above 0%)" in result.output
-    assert "missing_required_parameter (1)" in result.output
+    assert "empty_array (1)" in result.output
     assert "1 of 4 request(s) failed (25.0%): more than failure_threshold=0.1" in result.output
 
 

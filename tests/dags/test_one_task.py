@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, task
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_batch_provider.jsonl import read_results
 from airflow_batch_provider.operators.batch import OpenAIBatchOperator
 from tests.support.emulator import batch_status, batches_of
-from tests.support.requests import chat_request, chat_requests
+from tests.support.requests import REJECTED_CODE, chat_request, chat_requests, rejected_request
 
 START = datetime(2025, 1, 1)
 #: Quick polls and pauses, so that rounds take a fraction of a second.
@@ -29,7 +30,7 @@ def test_parts_run_in_one_task_and_merge_in_input_order(
     emulator_conn(emulator)
     requests = chat_requests(25)
     for n in (3, 17):  # the endpoint answers 400: final, never retried
-        requests[n] = {**requests[n], "body": {"model": "gpt-4o-mini"}}
+        requests[n] = rejected_request(f"r{n}")
     with DAG("one_task_parts", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run",
@@ -45,7 +46,7 @@ def test_parts_run_in_one_task_and_merge_in_input_order(
     assert result.state == "success", result.states
     summary = result.xcom("run")
     assert (summary["requests"], summary["succeeded"], summary["failed"]) == (25, 23, 2)
-    assert summary["error_codes"] == {"missing_required_parameter": 2}
+    assert summary["error_codes"] == {REJECTED_CODE: 2}
     assert len(summary["batches"]["0"]) == 3
     assert "1" not in summary["batches"]  # 400s are not retried
     assert [batch["request_counts"]["total"] for batch in batches_of(emulator, "one_task_parts")] == [
@@ -70,7 +71,7 @@ def test_a_run_where_every_request_failed_fails_unless_the_threshold_allows(
     run_dag, emulator, emulator_conn, assert_no_secret
 ) -> None:
     emulator_conn(emulator)
-    broken = [{**chat_request(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
+    broken = [rejected_request(f"r{n}") for n in range(3)]
     with DAG("one_task_all_failed", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(task_id="strict", requests=broken, **QUICK)
         OpenAIBatchOperator(task_id="lenient", requests=broken, failure_threshold=1.0, **QUICK)
@@ -79,7 +80,7 @@ def test_a_run_where_every_request_failed_fails_unless_the_threshold_allows(
 
     assert result.states == {"strict": "failed", "lenient": "success"}
     assert "3 of 3 request(s) failed (100.0%): every request failed" in result.output
-    assert "missing_required_parameter (3)" in result.output
+    assert f"{REJECTED_CODE} (3)" in result.output
     assert result.xcom("lenient")["failed"] == 3
     assert_no_secret(result, emulator)
 
@@ -235,7 +236,7 @@ def test_a_retry_round_fixes_transient_failures_and_leaves_400s_failed(
         requests[n]["body"]["emulator_fail"] = {"status": 500, "times": 1}
     requests[8]["body"]["emulator_fail"] = {"status": 429, "times": 2}  # needs the second round
     for n in (2, 5):  # a request error: never retried
-        requests[n]["body"] = {"model": "gpt-4o-mini"}
+        requests[n] = rejected_request(f"r{n}")
     with DAG("one_task_retry_rounds", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run", requests=requests, max_retry_rounds=2, failure_threshold=0.5, **QUICK
@@ -246,7 +247,7 @@ def test_a_retry_round_fixes_transient_failures_and_leaves_400s_failed(
     assert result.state == "success", result.states
     summary = result.xcom("run")
     assert (summary["succeeded"], summary["failed"]) == (8, 2)
-    assert summary["error_codes"] == {"missing_required_parameter": 2}
+    assert summary["error_codes"] == {REJECTED_CODE: 2}
     assert [len(summary["batches"][round_]) for round_ in ("0", "1", "2")] == [1, 1, 1]
     retried = sorted(
         batch["request_counts"]["total"] for batch in batches_of(server, "one_task_retry_rounds")
@@ -279,3 +280,38 @@ def test_parts_refused_for_the_enqueued_token_limit_are_submitted_again(
     assert "refused for the enqueued-token limit; submitting them again" in result.output
     assert custom_ids(summary["output_path"]) == [f"r{n}" for n in range(9)]
     assert_no_secret(result, server)
+
+
+class Forecast(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    city: str
+    days: int = Field(ge=1, le=7)
+
+
+def test_output_type_validates_structured_answers_and_tool_call_arguments(
+    run_dag, emulator, emulator_conn
+) -> None:
+    emulator_conn(emulator)
+    schema = {"name": "forecast", "strict": True, "schema": Forecast.model_json_schema()}
+    tool = {"type": "function", "function": {"name": "forecast", "parameters": Forecast.model_json_schema()}}
+    asked = [{"role": "user", "content": "Forecast for Lyon, in JSON"}]
+    requests = [
+        {"custom_id": "json", "body": {"model": "gpt-4o-mini", "messages": asked, "response_format": {
+            "type": "json_schema", "json_schema": schema}}},
+        {"custom_id": "tool", "body": {"model": "gpt-4o-mini", "messages": asked, "tools": [tool],
+                                       "tool_choice": "required"}},
+    ]  # fmt: skip
+    with DAG("one_task_output_type", schedule=None, start_date=START) as dag:
+        OpenAIBatchOperator(
+            task_id="run", requests=requests, output_type=Forecast, return_results=True, **QUICK
+        )
+
+    result = run_dag(dag)
+
+    assert result.state == "success", result.states
+    answers = result.xcom("run")
+    assert set(answers) == {"json", "tool"}
+    for answer in answers.values():
+        forecast = Forecast.model_validate(answer)
+        assert 1 <= forecast.days <= 7

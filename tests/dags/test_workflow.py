@@ -16,7 +16,7 @@ from airflow_batch_provider.operators.batch import OpenAIBatchResultsOperator, O
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
 from airflow_batch_provider.submission import STATE_KEY_PREFIX
 from tests.support.emulator import api, batches_of, set_faults
-from tests.support.requests import chat_request
+from tests.support.requests import chat_request, rejected_request
 
 START = datetime(2025, 1, 1)
 
@@ -31,9 +31,7 @@ def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secre
     server = make_emulator(**SLOW)
     emulator_conn(server)
     requests = [chat_request(f"ok-{n}") for n in range(5)]
-    requests.append(
-        {**chat_request("no-messages"), "body": {"model": "gpt-4o-mini"}}
-    )  # the endpoint answers 400
+    requests.append(rejected_request("no-messages"))  # the endpoint answers 400
     with DAG("wf_deferred_success", schedule=None, start_date=START) as dag:
         submit = OpenAIBatchSubmitOperator(task_id="submit", requests=requests, metadata={"team": "ml"})
         wait = OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.3)
@@ -84,6 +82,7 @@ def test_invalid_requests_fail_before_upload(run_dag, emulator, emulator_conn, a
 
     assert result.states == {"submit": "failed"}  # bad input is not retried
     assert "line 2, custom_id: missing_required_parameter" in result.output
+    assert "line 2, body.messages: invalid_request: Messages parameter is required." in result.output
     assert "line 3, url: invalid_url" in result.output
     assert "XCom not found" not in result.output  # the extra link does not look for a URL
     assert len(api(emulator, "GET", "/v1/files")["data"]) == files_before
@@ -107,9 +106,11 @@ def test_batch_failed_by_the_api_lists_every_error(
     result = run_dag(dag)
 
     assert result.states == {"submit": "success", "wait": "failed"}
-    assert "failed with 2 error(s)" in result.output
+    assert "failed with 4 error(s)" in result.output
+    assert "line 1, body.model: invalid_request: Model parameter is required." in result.output
     assert "line 2: invalid_json_line" in result.output
     assert "line 3, custom_id: missing_required_parameter" in result.output
+    assert "line 3, body.model: invalid_request" in result.output
     assert_no_secret(result, emulator)
 
 
@@ -366,9 +367,9 @@ def test_completed_batch_in_which_every_request_failed_fails(
     run_dag, emulator, emulator_conn, assert_no_secret
 ) -> None:
     emulator_conn(emulator)
-    no_messages = [{**chat_request(f"r{n}"), "body": {"model": "gpt-4o-mini"}} for n in range(3)]
+    rejected = [rejected_request(f"r{n}") for n in range(3)]
     with DAG("wf_all_failed", schedule=None, start_date=START) as dag:
-        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=no_messages)
+        submit = OpenAIBatchSubmitOperator(task_id="submit", requests=rejected)
         OpenAIBatchSensor(task_id="wait", batch_id=submit.output, poll_interval=0.2)
 
     result = run_dag(dag)
@@ -378,7 +379,8 @@ def test_completed_batch_in_which_every_request_failed_fails(
     assert (batch["status"], batch["output_file_id"]) == ("completed", None)
     assert (
         f"Batch {batch['id']}: 3 of 3 request(s) failed (every one); commonest reasons: "
-        "missing_required_parameter (3): Missing required parameter: 'messages'. "
+        "empty_array (3): Invalid 'messages': empty array. Expected an array with minimum length 1, "
+        "but got an empty array instead. "
         f"See its error file {batch['error_file_id']}."
     ) in result.output
     assert result.xcom("wait", "request_counts") == {"total": 3, "completed": 0, "failed": 3}

@@ -8,7 +8,7 @@ import pytest
 from openai.types import Batch
 
 from airflow_batch_provider.rules import SUPPORTED_ENDPOINTS
-from tests.support.requests import chat_request
+from tests.support.requests import REJECTED_CODE, chat_request, rejected_request
 from tests.support.sdk import client_for, read_lines, submit, submit_and_wait, wait_for
 
 
@@ -58,9 +58,7 @@ def test_batch_runs_to_completed_with_outputs_usage_and_timestamps(client: opena
 
 
 def test_rejected_requests_go_to_the_error_file(client: openai.OpenAI) -> None:
-    bad = chat_request("bad")
-    del bad["body"]["messages"]
-    batch = submit_and_wait(client, [chat_request("good"), bad])
+    batch = submit_and_wait(client, [chat_request("good"), rejected_request("bad")])
 
     assert batch.status == "completed"
     assert batch.request_counts is not None
@@ -69,15 +67,13 @@ def test_rejected_requests_go_to_the_error_file(client: openai.OpenAI) -> None:
     (error,) = read_lines(client, batch.error_file_id)
     assert error["custom_id"] == "bad"
     assert error["response"]["status_code"] == 400
+    assert error["response"]["body"]["error"]["code"] == REJECTED_CODE
     assert error["response"]["body"]["error"]["message"]
     assert error["error"] is None
 
 
 def test_batch_whose_every_request_failed_has_no_output_file(client: openai.OpenAI) -> None:
-    lines = [chat_request(f"r{i}") for i in range(3)]
-    for line in lines:
-        del line["body"]["messages"]
-    batch = submit_and_wait(client, lines)
+    batch = submit_and_wait(client, [rejected_request(f"r{i}") for i in range(3)])
 
     assert batch.status == "completed"
     assert batch.output_file_id is None
@@ -131,6 +127,12 @@ def test_cancel_keeps_partial_output(make_emulator) -> None:  # type: ignore[no-
     assert [line["custom_id"] for line in read_lines(client, batch.output_file_id)] == [
         f"r{i}" for i in range(done)
     ]
+    # Every request it did not run is an error line, counted as failed.
+    not_run = read_lines(client, batch.error_file_id)
+    assert [line["custom_id"] for line in not_run] == [f"r{i}" for i in range(done, 200)]
+    assert {line["error"]["code"] for line in not_run} == {"batch_cancelled"}
+    assert all(line["response"] is None and line["error"]["message"] for line in not_run)
+    assert (batch.request_counts.failed, batch.request_counts.total) == (200 - done, 200)
     assert client.batches.cancel(created.id).status == "cancelled"  # cancelling again is allowed
 
 
@@ -142,6 +144,9 @@ def test_cancel_while_validating(make_emulator) -> None:  # type: ignore[no-unty
     batch = wait_for(client, created.id)
     assert batch.status == "cancelled"
     assert batch.output_file_id is None
+    assert batch.error_file_id is None  # it ran nothing: no request to report
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 0
 
 
 @pytest.mark.parametrize("outcome", ["completed", "failed"])

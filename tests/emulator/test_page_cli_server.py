@@ -95,6 +95,26 @@ def test_cli_arguments_become_settings(tmp_path: Path) -> None:
     assert "sk-up" not in repr(settings)
 
 
+def test_cli_model_flags_become_settings() -> None:
+    settings = settings_from_args(
+        build_parser().parse_args(["--model", "ft:a", "--model", "b", "--any-model"])
+    )
+    defaults = settings_from_args(build_parser().parse_args([]))
+
+    assert (settings.models, settings.any_model) == (("ft:a", "b"), True)
+    assert (defaults.models, defaults.any_model) == ((), False)
+    assert "--model NAME" in build_parser().format_help()
+
+
+def test_cli_retention_flags_become_settings() -> None:
+    args = ["--retention-seconds", "60", "--batch-retention-seconds", "120"]
+    settings = settings_from_args(build_parser().parse_args(args))
+    defaults = settings_from_args(build_parser().parse_args([]))
+
+    assert (settings.retention_seconds, settings.batch_retention_seconds) == (60, 120)
+    assert (defaults.retention_seconds, defaults.batch_retention_seconds) == (30 * 24 * 60 * 60, None)
+
+
 def test_cli_rejects_a_bad_fault(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--fault", "/v1/batches:teapot"])

@@ -13,6 +13,7 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.jsonl import read_results, write_requests
 from airflow_batch_provider.models import Batch, BatchStatus
+from tests.support.connections import set_connection
 from tests.support.requests import chat_requests
 
 
@@ -57,6 +58,36 @@ def test_the_whole_sync_path(emulator, emulator_conn, tmp_path):
     with pytest.raises(OpenAIBatchAPIError) as caught:
         hook.get_file(uploaded.id)
     assert caught.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [("/openai/v1", {}), ("/openai", {"api_version": "2024-10-21"})],
+    ids=["v1 paths", "older paths with api-version"],
+)
+def test_the_azure_mode_end_to_end(emulator, monkeypatch, tmp_path, path, extra):
+    set_connection(
+        monkeypatch,
+        "azure",
+        conn_type="openai_batch",
+        host=f"{emulator.url}{path}",
+        password=emulator.api_key,
+        extra={"api_type": "azure", **extra},
+    )
+    hook = OpenAIBatchHook("azure")
+    assert "api-key" in hook.settings.secret_headers  # the key goes as Azure sends it
+    source = tmp_path / "requests.jsonl"
+    write_requests(chat_requests(3), source)
+
+    created = hook.create_batch(hook.upload_file(source).id, "/v1/chat/completions")
+    batch = wait_until_terminal(hook, created.id)
+    polled = asyncio.run(hook.aget_batch(created.id))
+    written = hook.download_file(batch.output_file_id or "", tmp_path / "out.jsonl")
+
+    assert batch.status is BatchStatus.COMPLETED
+    assert polled.status is BatchStatus.COMPLETED
+    assert [result.custom_id for result in read_results(written)] == ["r0", "r1", "r2"]
+    assert hook.batch_page_url(batch.id) == f"{emulator.url}/batches/{batch.id}"
 
 
 def test_list_batches_pages_through_the_emulator(emulator, emulator_conn, tmp_path):

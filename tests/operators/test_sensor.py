@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
@@ -83,6 +83,14 @@ def test_trigger_error_event_fails_with_its_reason() -> None:
     }
 
     with pytest.raises(AirflowException, match="HTTP 404"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
+
+
+def test_trigger_event_of_a_batch_gone_fails_without_retry() -> None:
+    sensor = OpenAIBatchSensor(task_id="wait", batch_id="b")
+    event = {"status": "error", "batch_id": "b", "message": "Batch b is not found", "status_code": 404}
+
+    with pytest.raises(AirflowFailException, match="Batch b is not found"):
         sensor.execute_complete({}, event)  # type: ignore[arg-type]
 
 

@@ -19,11 +19,12 @@ except ImportError:  # Airflow 3.1
 from airflow_batch_provider.client.pool import shared_http_client
 from airflow_batch_provider.emulator.server import EmulatorServer
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
-from airflow_batch_provider.triggers.batch import OpenAIBatchTrigger
+from airflow_batch_provider.triggers.batch import OpenAIBatchesTrigger, OpenAIBatchTrigger
 from tests.support.connections import set_connection
 from tests.support.emulator import batch_status, set_faults
 from tests.support.requests import chat_requests
 from tests.support.scripted_server import Reply, ScriptedServer
+from tests.support.sdk import client_for, gone, wait_for
 
 
 def submit(server: EmulatorServer, tmp_path: Any, requests: int = 5) -> str:
@@ -111,6 +112,34 @@ def test_unknown_batch_ends_the_wait_with_an_error(emulator, emulator_conn) -> N
     assert "404" in events[0]["message"]
     assert "batch_does_not_exist" in events[0]["message"]
     assert events[0]["batch"] is None
+
+
+def test_a_batch_past_the_retention_ends_the_wait_saying_so(make_emulator, emulator_conn, tmp_path) -> None:
+    server = make_emulator(batch_retention_seconds=1)
+    emulator_conn(server)
+    batch_id = submit(server, tmp_path, requests=1)
+    client = client_for(server)
+    wait_for(client, batch_id)
+    gone(lambda: client.batches.retrieve(batch_id))
+
+    (event,) = run(OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.1))
+    (several,) = [
+        event.payload
+        for event in asyncio.run(
+            _collect(OpenAIBatchesTrigger("openai_batch_default", [batch_id], poll_interval=0.1))
+        )
+    ]
+
+    for payload in (event, several):
+        assert (payload["status"], payload["status_code"]) == ("error", 404)
+        assert payload["message"].startswith(
+            f"Stopped waiting for batch {batch_id}: Batch {batch_id} is not found (HTTP 404): "
+            "it is past the API's retention"
+        )
+
+
+async def _collect(trigger: Any) -> list[Any]:
+    return [event async for event in trigger.run()]
 
 
 def test_rejected_key_ends_the_wait_with_an_error_that_hides_it(emulator, emulator_conn, monkeypatch) -> None:

@@ -61,3 +61,16 @@ def read_lines(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any
 def submit_and_wait(client: openai.OpenAI, lines: Iterable[dict[str, Any] | str], **kwargs: Any) -> Batch:
     """Upload ``lines``, create a batch over them and return it once terminal."""
     return wait_for(client, submit(client, lines, **kwargs).id)
+
+
+def gone(call: Callable[[], object], timeout: float = 10.0) -> openai.NotFoundError:
+    """Call ``call`` until it raises NotFoundError, which is returned; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+        except openai.NotFoundError as error:
+            return error
+        if time.monotonic() > deadline:
+            pytest.fail(f"still there after {timeout} s")
+        time.sleep(0.05)

@@ -11,6 +11,10 @@ reject gets status 400 with the live error body (see
   :func:`~airflow_batch_provider.emulator.content.reply_text`, cut to ``max_tokens`` /
   ``max_completion_tokens`` / ``max_output_tokens`` (then ``finish_reason`` is ``"length"``,
   or the response is ``incomplete``); ``n`` choices where the endpoint has them.
+- structured output (``response_format`` / ``text.format`` of type ``json_schema`` or
+  ``json_object``) and ``tools``: JSON that validates against the schema, or a call of a
+  function whose arguments validate against its ``parameters`` (see
+  :mod:`~airflow_batch_provider.emulator.structured`).
 - embeddings: unit vectors of the model's size (``text-embedding-3-large``: 3072, other models
   1536) or ``dimensions``, as floats or ``base64``.
 - moderations: one result per input.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from airflow_batch_provider.emulator import checks, content
+from airflow_batch_provider.emulator import checks, content, structured
 from airflow_batch_provider.emulator.errors import APIError, invalid, json_type_name, status_error
 from airflow_batch_provider.emulator.executors.base import JSON, Execution
 from airflow_batch_provider.rules import EMBEDDINGS_ENDPOINT
@@ -87,7 +91,10 @@ class LocalExecutor:
         messages = checks.chat_messages(body)
         n = checks.optional_int(body, "n") or 1
         limit = checks.optional_int(body, "max_completion_tokens") or checks.optional_int(body, "max_tokens")
-        text, tokens, was_cut = content.cut_to_tokens(content.reply_text(messages), limit)
+        digest = content.request_digest("/v1/chat/completions", body)
+        output = structured.chat_output(body, messages)
+        wanted = structured.chat_tool_call(body, messages) or output
+        message, tokens, finish_reason = _chat_message(wanted, digest, messages, limit)
         prompt_tokens = content.prompt_tokens(messages)
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -101,18 +108,12 @@ class LocalExecutor:
                 "rejected_prediction_tokens": 0,
             },
         }
-        message: JSON = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
         choices = [
-            {
-                "index": index,
-                "message": dict(message),
-                "logprobs": None,
-                "finish_reason": "length" if was_cut else "stop",
-            }
+            {"index": index, "message": dict(message), "logprobs": None, "finish_reason": finish_reason}
             for index in range(n)
         ]
         answer = {
-            "id": f"chatcmpl-{content.request_digest('/v1/chat/completions', body)}",
+            "id": f"chatcmpl-{digest}",
             "object": "chat.completion",
             "created": self._created(),
             "model": model,
@@ -126,8 +127,10 @@ class LocalExecutor:
     def _response(self, body: JSON, model: str) -> Execution:
         messages = checks.response_input(body)
         limit = checks.optional_int(body, "max_output_tokens", minimum=16)
-        text, tokens, was_cut = content.cut_to_tokens(content.reply_text(messages), limit)
         digest = content.request_digest("/v1/responses", body)
+        output = structured.response_output(body)
+        wanted = structured.response_tool_call(body, messages) or output
+        item, tokens, was_cut = _response_item(wanted, digest, messages, limit)
         input_tokens = content.prompt_tokens(messages)
         usage = {
             "input_tokens": input_tokens,
@@ -138,7 +141,6 @@ class LocalExecutor:
         }
         status = "incomplete" if was_cut else "completed"
         created = self._created()
-        output_text = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
         answer = {
             "id": f"resp_{digest}",
             "object": "response",
@@ -150,15 +152,7 @@ class LocalExecutor:
             "instructions": body.get("instructions"),
             "max_output_tokens": limit,
             "model": model,
-            "output": [
-                {
-                    "id": f"msg_{digest}",
-                    "type": "message",
-                    "status": status,
-                    "role": "assistant",
-                    "content": [output_text],
-                }
-            ],
+            "output": [item],
             "parallel_tool_calls": body.get("parallel_tool_calls", True),
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": None, "summary": None},
@@ -238,3 +232,58 @@ class LocalExecutor:
             "results": [content.moderation(text) for text in texts],
         }
         return Execution(200, answer)
+
+
+Wanted = structured.JSONOutput | structured.ToolCall | None
+"""What an answer must be: JSON, a call of a function, or (None) text."""
+
+
+def _answer_text(wanted: Wanted, digest: str, messages: checks.Messages) -> str:
+    reply = content.reply_text(messages)
+    if wanted is None:
+        return reply
+    return structured.json_text(wanted, digest, content.prompt_snippet(messages), reply)
+
+
+def _chat_message(
+    wanted: Wanted, digest: str, messages: checks.Messages, limit: int | None
+) -> tuple[JSON, int, str]:
+    """A chat completion's ``message``, its completion tokens and its ``finish_reason``."""
+    text = _answer_text(wanted, digest, messages)
+    message: JSON = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    if isinstance(wanted, structured.ToolCall):
+        function = {"name": wanted.name, "arguments": text}
+        message["content"] = None
+        message["tool_calls"] = [{"id": f"call_{digest[:24]}", "type": "function", "function": function}]
+        return message, content.count_tokens(text), "tool_calls"
+    message["content"], tokens, was_cut = content.cut_to_tokens(text, limit)
+    return message, tokens, "length" if was_cut else "stop"
+
+
+def _response_item(
+    wanted: Wanted, digest: str, messages: checks.Messages, limit: int | None
+) -> tuple[JSON, int, bool]:
+    """A response's one ``output`` item (a message, or a function call), its tokens, and whether it
+    was cut at ``limit``."""
+    text = _answer_text(wanted, digest, messages)
+    if isinstance(wanted, structured.ToolCall):
+        call = {
+            "id": f"fc_{digest}",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": f"call_{digest[:24]}",
+            "name": wanted.name,
+            "arguments": text,
+        }
+        return call, content.count_tokens(text), False
+    text, tokens, was_cut = content.cut_to_tokens(text, limit)
+    output_text = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    status = "incomplete" if was_cut else "completed"
+    message = {
+        "id": f"msg_{digest}",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [output_text],
+    }
+    return message, tokens, was_cut

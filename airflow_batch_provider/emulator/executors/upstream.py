@@ -75,14 +75,21 @@ class UpstreamExecutor:
 
     async def execute(self, url: str, body: JSON) -> Execution:
         """Relay ``body`` to the upstream server; never raises for a failed or unreachable server."""
+        return await self._relay("POST", url, body)
+
+    async def fetch(self, url: str) -> Execution:
+        """Relay ``GET url`` (e.g. ``/v1/models``) to the upstream server, as :meth:`execute` does."""
+        return await self._relay("GET", url, None)
+
+    async def _relay(self, method: str, url: str, body: JSON | None) -> Execution:
         target = self.target(url)
         try:
-            response = await self._post_with_retries(target, body)
+            response = await self._send_with_retries(method, target, body)
         except httpx.TimeoutException:
-            message = f"The upstream server did not answer POST {target} in time."
+            message = f"The upstream server did not answer {method} {target} in time."
             return Execution.of_error(APIError(504, message, type="server_error", code="upstream_timeout"))
         except httpx.TransportError as exc:
-            message = f"The upstream server could not be reached for POST {target}: {type(exc).__name__}."
+            message = f"The upstream server could not be reached for {method} {target}: {type(exc).__name__}."
             return Execution.of_error(
                 APIError(502, message, type="server_error", code="upstream_unreachable")
             )
@@ -92,7 +99,7 @@ class UpstreamExecutor:
             answer = None
         if not isinstance(answer, dict):
             message = (
-                f"The upstream server answered POST {target} with status {response.status_code} "
+                f"The upstream server answered {method} {target} with status {response.status_code} "
                 "and a body that is not a JSON object."
             )
             status = response.status_code if response.is_error else 502
@@ -102,14 +109,14 @@ class UpstreamExecutor:
         usage = answer.get("usage")
         return Execution(response.status_code, answer, usage if isinstance(usage, dict) else None)
 
-    async def _post_with_retries(self, target: str, body: JSON) -> httpx.Response:
+    async def _send_with_retries(self, method: str, target: str, body: JSON | None) -> httpx.Response:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(_is_retryable),
             stop=stop_after_attempt(self._max_retries + 1),
             wait=_retry_wait,
             retry_error_callback=_last_outcome,
         )
-        response: httpx.Response = await retrying(self._client().post, target, json=body)
+        response: httpx.Response = await retrying(self._client().request, method, target, json=body)
         return response
 
     def _client(self) -> httpx.AsyncClient:
