@@ -123,6 +123,7 @@ def test_a_bad_extra_is_named(monkeypatch, extra, named):
         ("http://127.0.0.1:8000/v1", {}, "http://127.0.0.1:8000/batches/batch_1"),
         ("http://localhost:9/v1", {}, "http://localhost:9/batches/batch_1"),
         ("http://[::1]:9/v1", {}, "http://[::1]:9/batches/batch_1"),
+        ("http://user:pw@127.0.0.1:8000/v1", {}, "http://127.0.0.1:8000/batches/batch_1"),
         ("https://gw.example/v1", {}, None),
         (
             "https://api.openai.com/v1",
