@@ -61,15 +61,20 @@ def _clock(seconds: float) -> str:
 
 
 def elapsed_and_eta(batch: Batch, now: float | None = None) -> tuple[float, float | None]:
-    """Seconds since the batch was created, and the seconds it still needs (None when unknown).
+    """Seconds the batch has run since it was created, and the seconds it still needs (None when unknown).
 
-    The ETA extrapolates the rate since the batch went ``in_progress``; it is known only for
-    an unfinished batch that has finished some, not all, of its requests.
+    The clock stops when the batch ends (``completed_at``, ``failed_at``, ``expired_at`` or
+    ``cancelled_at``, when the API says). The ETA extrapolates the rate since the batch went
+    ``in_progress``; it is known only for an unfinished batch that has finished some, not all,
+    of its requests.
 
     :param batch: the batch as last read.
     :param now: the current time, epoch seconds (default: the clock).
     """
     now = time.time() if now is None else now
+    if batch.status.is_terminal:
+        ended = (batch.completed_at, batch.failed_at, batch.expired_at, batch.cancelled_at)
+        now = next((stamp for stamp in ended if stamp is not None), now)
     elapsed = max(0.0, now - batch.created_at)
     counts = batch.request_counts
     if counts is None or batch.status.is_terminal or not batch.in_progress_at:

@@ -60,6 +60,10 @@ def test_elapsed_and_eta_in_seconds() -> None:
     assert elapsed_and_eta(running, NOW) == (110, 300)
     assert elapsed_and_eta(batch("validating", 5), NOW) == (5, None)
     assert elapsed_and_eta(batch("cancelled", 50, 40, total=4, completed=1, failed=0), NOW) == (50, None)
+    ended = batch("completed", 3600, 3590, total=1, completed=1, failed=0).model_copy(
+        update={"completed_at": int(NOW - 3000)}
+    )
+    assert elapsed_and_eta(ended, NOW) == (600, None)
 
 
 def test_defaults() -> None:
