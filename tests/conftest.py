@@ -21,6 +21,8 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 # --- The emulator -----------------------------------------------------------------------------
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -83,3 +85,14 @@ def emulator_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
         return conn_id
 
     return point
+
+
+# --- Airflow's metadata database ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the throwaway metadata database once per test session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
+    )
