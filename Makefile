@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The browser tests drive Debian's chromium through Playwright, which must never download a browser.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo demo-ui test lint typecheck unit chromium bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m airflow_batch_provider.demo
 
+# The demo, then the batch pages in a local Airflow API server until Ctrl-C.
+demo-ui: $(STAMP)
+	$(BIN)/python -m airflow_batch_provider.demo --ui
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -23,8 +30,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy airflow_batch_provider
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Installs Debian's chromium when it is missing (root, as on the project's machines).
+chromium:
+	test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 test: lint typecheck unit
 
