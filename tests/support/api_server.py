@@ -98,7 +98,16 @@ class AirflowAPIServer:
         }
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", "api-server", "--port", str(self.port), "--host", "127.0.0.1"],
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow",
+                    "api-server",
+                    "--port",
+                    str(self.port),
+                    "--host",
+                    "127.0.0.1",
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -117,7 +126,9 @@ class AirflowAPIServer:
             while time.monotonic() < deadline:
                 assert self._process is not None
                 if self._process.poll() is not None:
-                    raise RuntimeError(f"airflow api-server exited {self._process.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"airflow api-server exited {self._process.returncode}:\n{self.log_tail()}"
+                    )
                 try:
                     if client.get(self.url("api/v2/monitor/health")).status_code == 200:
                         return
