@@ -7,14 +7,16 @@ import io
 import json
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import pytest
+from fastapi import Depends, FastAPI
 
 from airflow_batch_provider.client import BatchClient, ClientSettings
 from airflow_batch_provider.outputs import estimate_cost
 from airflow_batch_provider.plugins import pages as pages_module
+from airflow_batch_provider.plugins.auth import _user_from_header_or_cookie
 from tests.plugins.conftest import START, Pages, airflow_batch, shown_batch_ids
 from tests.support.api_server import free_port
 from tests.support.emulator import batch_status, batches_of
@@ -373,3 +375,27 @@ def test_the_tab_of_a_real_run_shows_its_parts_their_errors_and_the_results(
     summary = result.xcom("run")
     assert f"<code>{summary['output_path']}</code>" in html
     assert f"<code>{summary['error_path']}</code>" in html
+
+
+def test_the_airflow_3_1_user_dependency_reads_the_header_or_the_cookie(pages: Pages) -> None:
+    """Airflow 3.1's get_user ignores the session cookie; the plugin's twin (used there) reads both."""
+    from fastapi.testclient import TestClient
+
+    from tests.support.airflow_api import token_for
+
+    app = FastAPI()
+
+    @app.get("/who")
+    async def who(user: Annotated[Any, Depends(_user_from_header_or_cookie)]) -> str:
+        return str(user.username)
+
+    with TestClient(app) as client:
+        assert (
+            client.get("/who", headers={"Authorization": f"Bearer {token_for('viewer')}"}).json() == "viewer"
+        )
+        client.cookies.set("_token", token_for("op"))
+        assert client.get("/who").json() == "op"
+        client.cookies.set("_token", "forged")
+        assert client.get("/who").status_code == 403
+        client.cookies.clear()
+        assert client.get("/who").status_code == 401
