@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The browser tests drive Debian's chromium through Playwright, which must never download a browser.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 # The official SDK's latest 2.x release, for `make sdk2`: installed into .sdk2 (put first on
 # PYTHONPATH) without its dependencies, which .venv holds, except the two that 3.x dropped.
@@ -11,7 +14,7 @@ SDK2_DIR := .sdk2
 SDK2_PACKAGES := openai==2.54.0 distro==1.9.0 tqdm==4.70.1
 SDK2_STAMP := $(SDK2_DIR)/.installed
 
-.PHONY: demo test lint typecheck unit sdk2 wheel-check oldest-airflow bench clean
+.PHONY: demo demo-ui test lint typecheck unit chromium sdk2 wheel-check oldest-airflow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +25,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m airflow_batch_provider.demo
 
+# The demo, then the batch pages in a local Airflow API server until Ctrl-C.
+demo-ui: $(STAMP)
+	$(BIN)/python -m airflow_batch_provider.demo --ui
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,8 +36,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy airflow_batch_provider
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Installs Debian's chromium when it is missing (root, as on the project's machines).
+chromium:
+	test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 $(SDK2_STAMP): $(STAMP) Makefile
 	rm -rf $(SDK2_DIR)

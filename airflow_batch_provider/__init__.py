@@ -62,6 +62,27 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_batch_provider.links.OpenAIBatchLink"],
+        # The "OpenAI Batches" page and the "Batch" tab of task instances (Airflow >= 3.1).
+        "plugins": [{"name": "openai_batch", "plugin-class": f"{__name__}.plugins.plugin.OpenAIBatchPlugin"}],
+        "config": {
+            "openai_batch": {
+                "description": "The OpenAI Batch provider's pages in the Airflow UI.",
+                "options": {
+                    "ui_conn_ids": {
+                        "description": (
+                            "Connections whose batches the 'OpenAI Batches' page shows, beside every "
+                            "connection of type openai_batch in the metadata database and in AIRFLOW_CONN_ "
+                            "variables: name here those kept in another secrets backend, which cannot "
+                            "be listed. Comma-separated."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "openai_batch_prod,azure_batch",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "task-decorators": [
             {
                 "name": "openai_batch",

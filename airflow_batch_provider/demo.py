@@ -5,25 +5,38 @@ example_openai_batch_chat`` with the connection pointing at the emulator, prints
 its output file and a short summary, then stops the emulator. Needs nothing but the
 package's environment: no account, no network.
 
+With ``--ui`` (``make demo-ui``) it then serves Airflow's UI from a local API server, every
+user an admin (a throwaway home on 127.0.0.1), prints the address of the "OpenAI Batches" page
+and of the task's "Batch" tab, and keeps both running until Ctrl-C.
+
 Run it from a clone (``make demo``) or wherever the package is installed:
 ``python -m airflow_batch_provider.demo`` (the DAG comes from :func:`example_dags_folder`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from airflow_batch_provider import example_dags_folder
 
 DAG_ID = "example_openai_batch_chat"
+PRICES = {"gpt-4o-mini": {"input": 0.075, "cached_input": 0.0375, "output": 0.30}}
+"""Example prices per million tokens (the connection extra ``prices``), so that the page shows a cost."""
+API_SERVER_TIMEOUT = 120.0
 
 
 def _airflow(args: list[str], env: dict[str, str], log: Path) -> tuple[int, float]:
@@ -36,8 +49,8 @@ def _airflow(args: list[str], env: dict[str, str], log: Path) -> tuple[int, floa
     return code, time.monotonic() - started
 
 
-def _run_xcoms() -> tuple[str, dict[tuple[str, str], Any]]:
-    """The state and XComs of the DAG's latest run, read from the throwaway metadata database."""
+def _run_xcoms() -> tuple[str, str, dict[tuple[str, str], Any]]:
+    """The id, state and XComs of the DAG's latest run, read from the throwaway metadata database."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -50,7 +63,8 @@ def _run_xcoms() -> tuple[str, dict[tuple[str, str], Any]]:
         rows = session.scalars(
             select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id)
         ).all()
-        return str(dag_run.state), {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+        xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
+        return str(dag_run.run_id), str(dag_run.state), xcoms
 
 
 def _show_answers(log: Path, limit: int = 3) -> None:
@@ -59,7 +73,68 @@ def _show_answers(log: Path, limit: int = 3) -> None:
         print(f"  {line}")
 
 
-def main() -> int:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_api_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``airflow api-server`` on a free port of 127.0.0.1, every user an admin, and its base URL once
+    it answers."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}/"
+    env = {
+        **env,
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__API__WORKERS": "1",
+    }
+    with log.open("a") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + API_SERVER_TIMEOUT
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base_url}api/v2/monitor/health", timeout=2):
+                return server, base_url
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)  # polling until it answers
+    server.terminate()
+    raise RuntimeError(f"airflow api-server did not start; see {log}")
+
+
+def _serve_ui(env: dict[str, str], log: Path, run_id: str) -> None:
+    """Serve the UI until Ctrl-C, after printing where the batch pages are."""
+    print("  airflow api-server ...", end=" ", flush=True)
+    server, base_url = _start_api_server(env, log)
+    print("ready\n")
+    print(f"OpenAI Batches  {base_url}plugin/openai-batches")
+    tab = f"dags/{DAG_ID}/runs/{quote(run_id, safe='')}/tasks/submit/plugin/openai-batch"
+    print(f"Batch tab       {base_url}{tab}")
+    print("\nServing until Ctrl-C.")
+    # A SIGTERM stops the server too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    options.add_argument("--ui", action="store_true", help="then serve the batch pages until Ctrl-C")
+    ui = options.parse_args(argv).ui
     example_dags = example_dags_folder()
     home = Path(tempfile.mkdtemp(prefix="airflow-batch-demo-"))
     log = home / "demo.log"
@@ -78,7 +153,12 @@ def main() -> int:
     api_key = f"sk-demo-{secrets.token_hex(12)}"
     print("OpenAI Batch provider demo: a real Airflow DAG against the local Batch API emulator\n")
     with EmulatorServer(api_key=api_key) as emulator:
-        connection = {"conn_type": "openai_batch", "host": emulator.base_url, "password": api_key}
+        connection = {
+            "conn_type": "openai_batch",
+            "host": emulator.base_url,
+            "password": api_key,
+            "extra": {"prices": PRICES},
+        }
         os.environ["AIRFLOW_CONN_OPENAI_BATCH_DEFAULT"] = json.dumps(connection)
         env = dict(os.environ)
         print(f"  emulator      {emulator.base_url}  (batches page: {emulator.url}/)")
@@ -94,13 +174,20 @@ def main() -> int:
 
         print(f"  airflow dags test {DAG_ID} ...", end=" ", flush=True)
         code, took = _airflow(["dags", "test", DAG_ID], env, log)
-        state, xcoms = _run_xcoms()
+        run_id, state, xcoms = _run_xcoms()
         print(f"{state} ({took:.1f} s)")
         if code != 0 or state != "success":
             print("\n".join(log.read_text().splitlines()[-40:]))
             print(f"\nThe DAG run ended {state}; the whole log is {log}")
             return code or 1
 
+        _print_summary(xcoms, log)
+        if ui:
+            _serve_ui(env, log, run_id)
+    return 0
+
+
+def _print_summary(xcoms: dict[tuple[str, str], Any], log: Path) -> None:
     batch = xcoms[("wait", "batch")]
     counts = batch["request_counts"]
     summary = xcoms[("download", "return_value")]
@@ -116,7 +203,6 @@ def main() -> int:
     print("First answers:")
     _show_answers(log)
     print(f"\nAirflow's log of the run: {log}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ __all__ = [
     "REQUEST_COUNTS_XCOM_KEY",
     "RUN_IDENTITY_KEYS",
     "cancel_batch_on_kill",
+    "elapsed_and_eta",
     "fail_on_bad_input",
     "fail_when_gone",
     "format_progress",
@@ -60,6 +61,32 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def elapsed_and_eta(batch: Batch, now: float | None = None) -> tuple[float, float | None]:
+    """Seconds the batch has run since it was created, and the seconds it still needs (None when unknown).
+
+    The clock stops when the batch ends (``completed_at``, ``failed_at``, ``expired_at`` or
+    ``cancelled_at``, when the API says). The ETA extrapolates the rate since the batch went
+    ``in_progress``; it is known only for an unfinished batch that has finished some, not all,
+    of its requests.
+
+    :param batch: the batch as last read.
+    :param now: the current time, epoch seconds (default: the clock).
+    """
+    now = time.time() if now is None else now
+    if batch.status.is_terminal:
+        ended = (batch.completed_at, batch.failed_at, batch.expired_at, batch.cancelled_at)
+        now = next((stamp for stamp in ended if stamp is not None), now)
+    elapsed = max(0.0, now - batch.created_at)
+    counts = batch.request_counts
+    if counts is None or batch.status.is_terminal or not batch.in_progress_at:
+        return elapsed, None
+    done = counts.completed + counts.failed
+    if not 0 < done < counts.total:
+        return elapsed, None
+    rate = done / max(now - batch.in_progress_at, 1e-9)
+    return elapsed, (counts.total - done) / rate
+
+
 def format_progress(batch: Batch, now: float | None = None) -> str:
     """One log line about where a batch stands, shared by the sensor's pokes and the trigger.
 
@@ -71,18 +98,17 @@ def format_progress(batch: Batch, now: float | None = None) -> str:
     :param batch: the batch as last read.
     :param now: the current time, epoch seconds (default: the clock).
     """
-    now = time.time() if now is None else now
+    elapsed_seconds, eta_seconds = elapsed_and_eta(batch, now)
     counts = batch.request_counts
-    elapsed = f"{_clock(now - batch.created_at)} elapsed"
+    elapsed = f"{_clock(elapsed_seconds)} elapsed"
     if counts is None or counts.total == 0:
         return f"{batch.id} {batch.status}: {elapsed}"
     done = counts.completed + counts.failed
     parts = [f"{batch.id} {batch.status}: {done:,}/{counts.total:,} done ({done / counts.total:.1%})"]
     parts.append(f"{counts.failed:,} failed")
     parts.append(elapsed)
-    if not batch.status.is_terminal and batch.in_progress_at and 0 < done < counts.total:
-        rate = done / max(now - batch.in_progress_at, 1e-9)
-        parts.append(f"ETA {_clock((counts.total - done) / rate)}")
+    if eta_seconds is not None:
+        parts.append(f"ETA {_clock(eta_seconds)}")
     return ", ".join(parts)
 
 

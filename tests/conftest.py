@@ -23,6 +23,8 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 # --- The emulator -----------------------------------------------------------------------------
 
 import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -110,3 +112,14 @@ def pytest_configure(config: Any) -> None:
         raise pytest.UsageError(
             f"--openai-major {major}, but the openai SDK imported is {openai.__version__} ({openai.__file__})"
         )
+
+
+# --- Airflow's metadata database ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the throwaway metadata database once per test session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
+    )

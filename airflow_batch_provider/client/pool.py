@@ -8,8 +8,10 @@ TLS context, reused across polls. Why these numbers: ``benchmarks/README.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -60,21 +62,36 @@ class SharedClient:
     def is_closed(self) -> bool:
         return self._closed
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request on a free client; the body is read before the client is freed.
-
-        :raises RuntimeError: the shared client has been closed.
-        """
+    async def _acquire(self) -> httpx.AsyncClient:
         if self._closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         # A request waits only once every client exists and is busy, so a new client never
         # overtakes a waiting request.
         if self._idle.empty() and len(self._clients) < MAX_CONNECTIONS:
-            client = self._new_client()
-        else:
-            client = await self._idle.get()
+            return self._new_client()
+        return await self._idle.get()
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send one request on a free client; the body is read before the client is freed.
+
+        :raises RuntimeError: the shared client has been closed.
+        """
+        client = await self._acquire()
         try:
             return await client.request(method, url, **kwargs)
+        finally:
+            self._idle.put_nowait(client)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """Send one request on a free client and lend its answer unread; the client is freed on exit.
+
+        :raises RuntimeError: the shared client has been closed.
+        """
+        client = await self._acquire()
+        try:
+            async with client.stream(method, url, **kwargs) as response:
+                yield response
         finally:
             self._idle.put_nowait(client)
 

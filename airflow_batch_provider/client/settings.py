@@ -91,7 +91,10 @@ class ClientSettings(BaseModel):
         if url.hostname == "api.openai.com":
             return OPENAI_PLATFORM_BATCH_URL.format(batch_id=batch_id)
         if url.hostname and is_loopback(url.hostname):
-            return f"{url.scheme}://{url.netloc}{EMULATOR_BATCH_PAGE.format(batch_id=batch_id)}"
+            # Not ``netloc``: a user name and password in the base URL must not reach a link.
+            host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+            origin = f"{url.scheme}://{host}" + (f":{url.port}" if url.port else "")
+            return f"{origin}{EMULATOR_BATCH_PAGE.format(batch_id=batch_id)}"
         return None
 
 

@@ -22,6 +22,7 @@ from airflow_batch_provider.hooks.connection import (
     CONN_FIELDS,
     CONN_TYPE,
     UI_FIELD_BEHAVIOUR,
+    prices_from_extra,
     settings_from_connection,
 )
 from airflow_batch_provider.models import Batch, ExpiresAfter, FileDeleted, FileObject
@@ -45,8 +46,9 @@ class OpenAIBatchHook(BaseHook):
     The connection (type ``openai_batch``; ``openai`` connections of the official provider
     work too): host = base URL (default ``https://api.openai.com/v1``), password = API key,
     extras ``organization``, ``project``, ``timeout`` (seconds, default 60),
-    ``max_retries`` (default 5), ``api_type`` (``openai`` or ``azure``), ``api_version``
-    and ``batch_url_template``.
+    ``max_retries`` (default 5), ``api_type`` (``openai`` or ``azure``), ``api_version``,
+    ``batch_url_template``, and ``prices`` (per million tokens by model: the estimated cost
+    on the "OpenAI Batches" page).
 
     :param conn_id: the Airflow connection to use (default ``openai_batch_default``).
     :param kwargs: passed to :class:`~airflow.sdk.BaseHook` (``logger_name``).
@@ -116,7 +118,28 @@ class OpenAIBatchHook(BaseHook):
         self.__dict__["settings"] = settings
         return settings
 
+    async def aget_prices(self) -> dict[str, dict[str, float]] | None:
+        """Prices per million tokens by model, from the connection's extra ``prices`` (None when unset).
+
+        Read without blocking and shared like :meth:`aget_settings`. Shape:
+        ``{"gpt-4o-mini": {"input": 0.075, "cached_input": 0.0375, "output": 0.30}}``.
+
+        :raises ValueError: the extra holds prices of another shape; the message says where.
+        """
+        cache = await loop_cache()
+
+        async def read() -> dict[str, dict[str, float]] | None:
+            _, extra = await self._read_connection()
+            return prices_from_extra(extra, self.conn_id)
+
+        return await cache.get(("prices", self.conn_id), read, max_age=SETTINGS_MAX_AGE)
+
     async def _read_settings(self) -> ClientSettings:
+        conn, extra = await self._read_connection()
+        return settings_from_connection(conn, extra)
+
+    async def _read_connection(self) -> tuple[Any, dict[str, Any]]:
+        """The connection and its parsed extra, read without blocking the event loop."""
         try:
             from airflow.providers.common.compat.connection import (
                 get_async_connection,
@@ -130,7 +153,7 @@ class OpenAIBatchHook(BaseHook):
         else:
             conn = await get_async_connection(self.conn_id, hook=self)
             extra = await get_async_extra_dejson(conn)
-        return settings_from_connection(conn, extra)
+        return conn, extra
 
     @cached_property
     def client(self) -> BatchClient:

@@ -6,11 +6,12 @@ it, and Airflow loads provider info without importing hooks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from airflow_batch_provider.client.settings import (
     DEFAULT_BASE_URL,
@@ -21,6 +22,9 @@ from airflow_batch_provider.client.settings import (
 )
 
 CONN_TYPE = "openai_batch"
+PRICES_EXTRA = "prices"
+"""The extra holding prices per million tokens by model, e.g.
+``{"gpt-4o-mini": {"input": 0.075, "cached_input": 0.0375, "output": 0.30}}``."""
 
 # The connection form, in the declarative shape Airflow >= 3.2 reads from provider info
 # (``conn-fields`` / ``ui-field-behaviour``): the UI then renders it without importing the hook.
@@ -136,3 +140,41 @@ def _base_url(host: str | None, port: int | None) -> str:
         netloc = f"{netloc}:{port}"
     scheme = "http" if is_loopback(netloc.rsplit(":", 1)[0]) else "https"
     return f"{scheme}://{netloc}/{path or 'v1'}"
+
+
+class ModelPrices(BaseModel):
+    """One model's prices per million tokens; ``cached_input`` defaults to ``input``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+_PRICES = TypeAdapter(dict[str, ModelPrices])
+
+
+def prices_from_extra(extra: Mapping[str, Any], conn_id: str) -> dict[str, dict[str, float]] | None:
+    """The connection's prices per million tokens by model (extra ``prices``), or None when unset.
+
+    The shape :func:`airflow_batch_provider.outputs.estimate_cost` takes. The extra may hold
+    the prices as an object or as a JSON string of one.
+
+    :param extra: the connection's extra, already parsed from JSON.
+    :param conn_id: the connection's id, for the error message.
+    :raises ValueError: the prices are not ``{model: {"input": n, "output": n}}``; it says where.
+    """
+    raw = extra.get(PRICES_EXTRA)
+    if raw in (None, "", {}):
+        return None
+    try:
+        prices = _PRICES.validate_python(json.loads(raw) if isinstance(raw, str) else raw)
+    except (ValueError, ValidationError) as exc:
+        problem = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+        where = ".".join(map(str, (PRICES_EXTRA, *problem["loc"])))
+        raise ValueError(
+            f"Connection {conn_id!r} cannot be used: extra {where!r}: {problem['msg']}. "
+            'Expected {"<model>": {"input": <price>, "output": <price>}} per million tokens.'
+        ) from None
+    return {model: price.model_dump(exclude_none=True) for model, price in prices.items()}

@@ -108,3 +108,47 @@ def test_the_key_is_never_logged_on_the_async_path(server, caplog, capsys):
     assert "Check the API key of connection 'async_api'" in seen
     assert "retry 1 of 5" in seen.lower()
     assert API_KEY not in seen
+
+
+def test_list_batches_page_sends_limit_and_after(server):
+    page = {"object": "list", "data": [batch_json("b2")], "first_id": "b2", "last_id": "b2", "has_more": True}
+    server.script("GET", "/batches", Reply(json=page))
+
+    listed = asyncio.run(make_client(server).list_batches_page(limit=1, after="b1"))
+
+    assert [batch.id for batch in listed.data] == ["b2"]
+    assert listed.has_more
+    assert server.received()[0].query == {"limit": ["1"], "after": ["b1"]}
+
+
+def test_read_file_head_stops_at_max_bytes_and_retries_the_opening(server):
+    content = b"".join(b'{"custom_id": "r%d"}\n' % number for number in range(10_000))
+    server.script(
+        "GET", "/files/file-err/content", api_error(503, "busy", "server_error"), Reply(body=content)
+    )
+
+    head = asyncio.run(make_client(server).read_file_head("file-err", max_bytes=100))
+
+    assert head == content[:100]
+    assert len(server.received()) == 2
+
+
+def test_iter_file_content_streams_the_whole_file(server):
+    content = bytes(range(256)) * 5_000
+    server.script("GET", "/files/file-out/content", Reply(body=content))
+
+    async def read_all() -> bytes:
+        return b"".join([chunk async for chunk in make_client(server).iter_file_content("file-out", 4096)])
+
+    assert asyncio.run(read_all()) == content
+
+
+def test_iter_file_content_raises_the_api_error_of_a_missing_file(server):
+    server.script("GET", "/files/nope/content", api_error(404, "No such File object: nope"))
+
+    async def read_all() -> bytes:
+        return b"".join([chunk async for chunk in make_client(server).iter_file_content("nope")])
+
+    with pytest.raises(OpenAIBatchAPIError, match="No such File") as caught:
+        asyncio.run(read_all())
+    assert caught.value.status_code == 404

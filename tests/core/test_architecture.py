@@ -87,12 +87,43 @@ def test_the_package_has_no_import_cycle() -> None:
         (f"{NAME}.utils", (f"{NAME}.triggers", f"{NAME}.sensors", f"{NAME}.operators")),
         # The emulator stands apart: models, rules and jsonl only.
         (f"{NAME}.emulator", (f"{NAME}.client", f"{NAME}.hooks", f"{NAME}.triggers", f"{NAME}.operators")),
+        # The UI plugin sits above the hook: it reads batches, it runs no task.
+        (
+            f"{NAME}.plugins",
+            (
+                f"{NAME}.operators",
+                f"{NAME}.sensors",
+                f"{NAME}.triggers",
+                f"{NAME}.decorators",
+                f"{NAME}.emulator",
+            ),
+        ),
     ],
 )
 def test_arrows_point_one_way(layer: str, forbidden: tuple[str, ...]) -> None:
     for module in (name for name in MODULES if name == layer or name.startswith(layer + ".")):
         chain = reaches(module, forbidden)
         assert chain is None, f"{module} must not import {forbidden}: {' -> '.join(chain or [])}"
+
+
+def test_nothing_imports_the_ui_plugin() -> None:
+    users = {
+        module: sorted(name for name in GRAPH[module] if name.startswith(f"{NAME}.plugins"))
+        for module in MODULES
+        if not module.startswith(f"{NAME}.plugins")
+    }
+    assert not {module: names for module, names in users.items() if names}
+
+
+def test_the_plugin_module_leaves_the_api_server_unimported() -> None:
+    """Every Airflow process imports plugins; only the API server needs the app (over 1 s of imports)."""
+    script = (
+        "import sys; import airflow_batch_provider.plugins.plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith(('airflow.api_fastapi', 'fastapi'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def dependencies(module: str) -> set[str]:

@@ -1,14 +1,13 @@
-"""Real Airflow for DAG-level tests: a migrated throwaway database and a way to run a DAG.
+"""Real Airflow for DAG-level tests: a way to run a DAG in the migrated throwaway database.
 
 ``tests/conftest.py`` points AIRFLOW_HOME at a temporary directory before Airflow is
-imported; the session fixture below migrates its database once.
+imported, and its ``airflow_db`` session fixture migrates the database once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +16,7 @@ from typing import Any
 import pytest
 
 from airflow_batch_provider.emulator.server import EmulatorServer
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Migrate the throwaway metadata database once per test session."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300
-    )
+from tests.support.airflow import register_dags
 
 
 @dataclass
@@ -55,18 +47,12 @@ def run_dag(
     The output is everything the run printed (task logs included) and logged through
     Python's logging.
     """
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from tests.support.airflow import DagBag, sync_bag_to_db
-
     def run(dag: Any) -> DagResult:
         # dag.test() runs DAGs the metadata database knows: register this one first.
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(collect_dags=False)
-        bag.bag_dag(dag)
-        sync_bag_to_db(bag, "dags-folder", None)
+        register_dags(dag)
         capfd.readouterr()
         caplog.clear()
         with caplog.at_level(logging.INFO):

@@ -52,7 +52,8 @@ def test_changed_input_resubmits_or_fails(
 
     result = run_dag(dag)
 
-    first, *others = reversed(batches_of(server, dag_id))  # the API lists the newest first
+    # The emulator lists newest first, in creation order; created_at (whole seconds) may tie.
+    first, *others = reversed(batches_of(server, dag_id))
     if on_input_change == "fail":
         assert result.states["submit"] == "failed"
         assert "was made from other input" in result.output

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import socket
 
 import pytest
 
 from airflow_batch_provider.client.settings import DEFAULT_BASE_URL
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
+from airflow_batch_provider.hooks.connection import prices_from_extra
 from tests.support.connections import set_connection
 from tests.support.scripted_server import Reply, ScriptedServer, api_error, batch_json
 
@@ -123,6 +127,7 @@ def test_a_bad_extra_is_named(monkeypatch, extra, named):
         ("http://127.0.0.1:8000/v1", {}, "http://127.0.0.1:8000/batches/batch_1"),
         ("http://localhost:9/v1", {}, "http://localhost:9/batches/batch_1"),
         ("http://[::1]:9/v1", {}, "http://[::1]:9/batches/batch_1"),
+        ("http://user:pw@127.0.0.1:8000/v1", {}, "http://127.0.0.1:8000/batches/batch_1"),
         ("https://gw.example/v1", {}, None),
         (
             "https://api.openai.com/v1",
@@ -333,3 +338,31 @@ def test_the_legacy_widgets_render_like_the_declared_fields(monkeypatch):
     assert rendered["max_retries"]["schema"]["type"] == ["integer", "null"]
     assert rendered["max_retries"]["value"] == 5
     assert rendered["organization"]["schema"]["title"] == "Organization ID"
+
+
+# -- prices for the estimated cost --
+
+
+def test_prices_come_from_the_extra_as_an_object_or_a_json_string(monkeypatch):
+    prices = {"gpt-4o-mini": {"input": 0.075, "output": 0.3, "cached_input": 0.0375}}
+    set_connection(monkeypatch, "priced", conn_type="openai_batch", extra={"prices": prices})
+    set_connection(monkeypatch, "as_text", conn_type="openai_batch", extra={"prices": json.dumps(prices)})
+    set_connection(monkeypatch, "unpriced", conn_type="openai_batch")
+
+    assert asyncio.run(OpenAIBatchHook("priced").aget_prices()) == prices
+    assert asyncio.run(OpenAIBatchHook("as_text").aget_prices()) == prices
+    assert asyncio.run(OpenAIBatchHook("unpriced").aget_prices()) is None
+
+
+@pytest.mark.parametrize(
+    ("prices", "where"),
+    [
+        ({"gpt-4o": {"input": 1}}, "prices.gpt-4o.output"),
+        ({"gpt-4o": {"input": -1, "output": 1}}, "prices.gpt-4o.input"),
+        ({"gpt-4o": {"input": 1, "output": 1, "per": "token"}}, "prices.gpt-4o.per"),
+        ("{not json", "prices"),
+    ],
+)
+def test_bad_prices_are_named(prices, where):
+    with pytest.raises(ValueError, match=f"Connection 'priced' cannot be used: extra '{re.escape(where)}'"):
+        prices_from_extra({"prices": prices}, "priced")

@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
-from airflow_batch_provider.utils import format_progress
+from airflow_batch_provider.utils import elapsed_and_eta, format_progress
 
 NOW = 1_800_000_000.0
 
@@ -53,6 +53,17 @@ def test_progress_line_of_a_finished_batch_has_no_eta() -> None:
     done = batch("completed", 90_000, 89_000, total=3, completed=2, failed=1)
 
     assert format_progress(done, NOW) == "batch_abc completed: 3/3 done (100.0%), 1 failed, 25:00:00 elapsed"
+
+
+def test_elapsed_and_eta_in_seconds() -> None:
+    running = batch("in_progress", 110, 100, total=400, completed=90, failed=10)
+    assert elapsed_and_eta(running, NOW) == (110, 300)
+    assert elapsed_and_eta(batch("validating", 5), NOW) == (5, None)
+    assert elapsed_and_eta(batch("cancelled", 50, 40, total=4, completed=1, failed=0), NOW) == (50, None)
+    ended = batch("completed", 3600, 3590, total=1, completed=1, failed=0).model_copy(
+        update={"completed_at": int(NOW - 3000)}
+    )
+    assert elapsed_and_eta(ended, NOW) == (600, None)
 
 
 def test_defaults() -> None:
