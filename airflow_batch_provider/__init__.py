@@ -75,7 +75,7 @@ def get_provider_info() -> dict[str, Any]:
                             "variables: name here those kept in another secrets backend, which cannot "
                             "be listed. Comma-separated."
                         ),
-                        "version_added": "0.1.0",
+                        "version_added": None,
                         "type": "string",
                         "example": "openai_batch_prod,azure_batch",
                         "default": "",

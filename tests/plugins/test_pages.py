@@ -20,7 +20,7 @@ from airflow_batch_provider.plugins.auth import _user_from_header_or_cookie
 from tests.plugins.conftest import START, Pages, airflow_batch, shown_batch_ids
 from tests.support.api_server import free_port
 from tests.support.emulator import batch_status, batches_of
-from tests.support.requests import CHAT_ENDPOINT, chat_requests, jsonl_bytes
+from tests.support.requests import CHAT_ENDPOINT, chat_requests, jsonl_bytes, rejected_request
 from tests.support.scripted_server import Reply, ScriptedServer, batch_json
 from tests.support.sdk import client_for, wait_for
 
@@ -350,7 +350,7 @@ def test_the_tab_of_a_real_run_shows_its_parts_their_errors_and_the_results(
     server = make_emulator()
     emulator_conn(server)
     requests = chat_requests(5)
-    requests[1] = {**requests[1], "custom_id": "<i>no-messages</i>", "body": {"model": "gpt-4o-mini"}}
+    requests[1] = rejected_request("<i>rejected</i>")
     with DAG("ui_tab_run", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run",
@@ -371,7 +371,7 @@ def test_the_tab_of_a_real_run_shows_its_parts_their_errors_and_the_results(
     html = pages.get(url, user="viewer").text
     assert set(shown_batch_ids(html)) == {part["id"] for part in parts}
     assert "First errors of" in html
-    assert "&lt;i&gt;no-messages&lt;/i&gt;</code></td><td>400</td>" in html
+    assert "&lt;i&gt;rejected&lt;/i&gt;</code></td><td>400</td>" in html
     summary = result.xcom("run")
     assert f"<code>{summary['output_path']}</code>" in html
     assert f"<code>{summary['error_path']}</code>" in html
