@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import httpx
 
-from airflow_batch_provider.client.errors import TransientError, check_answer, unreachable_error
+from airflow_batch_provider.client.errors import check_answer, no_answer
 from airflow_batch_provider.client.pool import aclose_shared_http_client, shared_http_client
 from airflow_batch_provider.client.protocol import ModelT, parse_answer, segment
 from airflow_batch_provider.client.retry import ClientLogger, RetryPolicy
@@ -22,7 +23,8 @@ class AsyncBatchClient:
 
     Every instance of one event loop with equal settings shares one pool of connections
     (:func:`~airflow_batch_provider.client.pool.shared_http_client`), so making one per
-    trigger is cheap. Errors and retries follow the same policy as :class:`BatchClient`.
+    trigger is cheap. Errors, retries, redirects (never followed) and the bound on each try
+    (``timeout``, end to end) follow the same policy as :class:`BatchClient`.
 
     :param settings: where to send requests, with which key.
     :param log: where retries are reported (default: this module's logger).
@@ -53,13 +55,19 @@ class AsyncBatchClient:
         settings = self.settings
         action = f"{method} {path}"
 
+        url = settings.url(path)
+
         async def attempt() -> ModelT:
-            client = await shared_http_client(settings)
-            try:
-                response = await client.request(method, settings.url(path), **kwargs)
-            except httpx.TransportError as exc:
-                raise TransientError(unreachable_error(settings, action, exc)) from exc
-            check_answer(settings, action, response.status_code, response.headers, response.content)
+            shared = await shared_http_client(settings)
+            async with shared.lend() as (client, reused):
+                try:
+                    # The whole try, not each read, is bounded by the timeout.
+                    response = await asyncio.wait_for(client.request(method, url, **kwargs), settings.timeout)
+                except asyncio.TimeoutError as exc:
+                    raise no_answer(settings, action, exc, reused=reused, timed_out=settings.timeout) from exc
+                except httpx.TransportError as exc:
+                    raise no_answer(settings, action, exc, reused=reused, timed_out=None) from exc
+            check_answer(settings, action, response.status_code, response.headers, response.content, url)
             return parse_answer(model, response, action, settings)
 
         return await self.retry_policy.acall(attempt, self.log)
