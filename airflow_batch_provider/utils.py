@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_batch_provider.client import OpenAIBatchAPIError, is_transient
+from airflow_batch_provider.client.paths import safe_name
 from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.rules import METADATA_MAX_VALUE_LENGTH
@@ -128,11 +128,6 @@ def local_path(path: Path | ObjectStoragePath) -> Path | None:
     if isinstance(path, Path):
         return path
     return Path(path.path) if path.protocol in ("file", "local") else None
-
-
-def safe_name(text: str) -> str:
-    """``text`` with every character that is not safe in a file name replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def too_many_failures(total: int, failed: int, failure_threshold: float | None) -> bool:
