@@ -158,6 +158,17 @@ def write_requests_file(
     return count
 
 
+def check_requests(items: Any) -> None:
+    """Raise :class:`BatchInputError` for the requests of a list that cannot be written as JSON.
+
+    Meant for the requests as a task's templates render them, before Airflow stores the rendered
+    fields (which fails, and is retried, on NaN, infinities and lone surrogates). Anything but a
+    list or tuple is left to :func:`prepare_input`.
+    """
+    if isinstance(items, (list, tuple)):
+        write_requests_file(items, Path(os.devnull), DEFAULT_ENDPOINT, None)
+
+
 def _unwritable(exc: BaseException) -> str:
     """Why a request could not be written as JSON, in words."""
     if isinstance(exc, RecursionError):
@@ -303,6 +314,10 @@ def prepare_input(
     if input_path is not None:
         path = to_path(input_path)
         local = local_path(path)
+        if local is not None and not local.is_file():
+            raise FileNotFoundError(
+                f"The input file {local} does not exist (input_path={str(input_path)!r})."
+            )
         if local is None:
             local = directory / "input.jsonl"
             with path.open("rb") as source:

@@ -185,15 +185,16 @@ def seconds(value: float | timedelta | None) -> int | None:
 def fail_on_bad_input(task_id: str) -> Iterator[None]:
     """Turn errors that a retry cannot fix into ``AirflowFailException`` (no retries, one clear message).
 
-    Bad input (:class:`BatchInputError`, a request that is no JSON: ``TypeError``/``ValueError``)
-    and an API refusal of the request itself (4xx other than 408, 409, 429) fail the task at
-    once; everything else passes through for Airflow's retries.
+    Bad input (:class:`BatchInputError`, a request that is no JSON: ``TypeError``/``ValueError``),
+    an input file that does not exist (``FileNotFoundError``), and an API refusal of the request
+    itself (4xx other than 408, 409, 429) fail the task at once; everything else passes through
+    for Airflow's retries.
     """
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     try:
         yield
-    except (BatchInputError, TypeError, ValueError) as error:
+    except (BatchInputError, TypeError, ValueError, FileNotFoundError) as error:
         raise AirflowFailException(f"Task {task_id!r}: {error}") from None
     except OpenAIBatchAPIError as error:
         status = error.status_code
