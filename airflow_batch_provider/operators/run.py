@@ -124,7 +124,9 @@ class OpenAIBatchOperator(BaseOperator):
     :param validate: check the input before any upload. Default True.
     :param on_input_change: what a retried task does with a part whose input changed:
         ``"resubmit"`` (default) or ``"fail"``.
-    :param cancel_on_kill: cancel live batches when the task is killed or marked failed. Default True.
+    :param cancel_on_kill: cancel live batches when a user stops the task (marks it failed, or
+        kills it while it runs); never when it is cleared or marked success while it waits,
+        so that the next try reattaches to them. Default True.
     """
 
     template_fields: Sequence[str] = (
