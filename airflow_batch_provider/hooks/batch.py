@@ -212,9 +212,15 @@ class OpenAIBatchHook(BaseHook):
         """Retrieve a file's metadata."""
         return self.client.get_file(file_id)
 
-    def download_file(self, file_id: str, dest: str | os.PathLike[str]) -> Path:
-        """Download a file's content, streamed and atomically (:meth:`BatchClient.download_file`)."""
-        return self.client.download_file(file_id, dest)
+    def download_file(
+        self, file_id: str, dest: str | os.PathLike[str], expected_bytes: int | None = None
+    ) -> Path:
+        """Download a file's content, streamed, checked and atomically (:meth:`BatchClient.download_file`).
+
+        A directory ``dest`` gets ``<file id>.jsonl``, its unsafe characters replaced: no file id
+        places a file outside it.
+        """
+        return self.client.download_file(file_id, dest, expected_bytes=expected_bytes)
 
     def delete_file(self, file_id: str) -> FileDeleted:
         """Delete a file."""

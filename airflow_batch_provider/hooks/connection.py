@@ -37,7 +37,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "Connect, read and write timeout of each HTTP request.",
+        "description": "Seconds one try of a request may take, end to end; for uploads and downloads, "
+        "seconds without progress.",
         "schema": {"type": ["number", "null"], "default": DEFAULT_TIMEOUT, "minimum": 0},
     },
     "max_retries": {
