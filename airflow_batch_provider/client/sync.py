@@ -82,17 +82,16 @@ class BatchClient:
     ) -> FileObject:
         """Upload a file, streaming it: memory use does not grow with the file's size.
 
+        A retry after a lost answer may leave the earlier try's file on the server: an orphan
+        file (storage, not tokens), never a batch; a file has no metadata to be found by.
+        The upload may take ``timeout`` plus the time its bytes need at 64 KiB/s, and fails
+        after ``timeout`` seconds without progress (see :mod:`~airflow_batch_provider.client.deadline`).
+
         :param file: a path, or a binary file object. A seekable file object is sent from
             its current position and can be retried; any other is sent once, chunked.
         :param purpose: the file's purpose (default ``"batch"``).
         :param filename: the name the API records (default: the path's name, or
             ``batch_input.jsonl``). The Batch API wants it to end in ``.jsonl``.
-
-        A retry after a lost answer may leave the earlier try's file on the server (an orphan
-        file, never a batch): files cannot carry a token to be found by.
-
-        The upload may take ``timeout`` plus the time its bytes need at 64 KiB/s, and fails
-        after ``timeout`` seconds without progress (see :mod:`~airflow_batch_provider.client.deadline`).
         """
         if isinstance(file, (str, os.PathLike)):
             path = Path(file)
@@ -131,9 +130,11 @@ class BatchClient:
         The bytes go to a temporary file beside the target, renamed onto it only once the
         whole content has arrived: as many bytes as the file object's ``bytes`` says (read
         with ``GET /files/{id}`` unless ``expected_bytes`` is given), and as many as
-        ``Content-Length`` says when the server sends it. When neither says a size, the
-        content must end with a newline, as a JSONL file does. A short or cut download is
+        ``Content-Length`` says when the server sends it. When the file object gives no size,
+        the content must end with a newline, as a JSONL file does. A short or cut download is
         retried whole; on any failure the temporary file is removed and the target untouched.
+        It may take ``timeout`` plus the time its bytes need at 64 KiB/s, and fails after
+        ``timeout`` seconds without progress.
 
         :param file_id: the file to download, e.g. a batch's ``output_file_id``.
         :param dest: the path to write; if it is a directory, ``<file id>.jsonl`` in it, where
