@@ -144,13 +144,13 @@ def test_polling_at_the_servers_keep_alive_logs_no_warning(
     batch_id = "batch_unknown"
 
     async def poll_async() -> None:
-        for _ in range(6):
+        for _ in range(4):
             with pytest.raises(OpenAIBatchAPIError, match="404"):
                 await async_client.get_batch(batch_id)
             await asyncio.sleep(server_keep_alive)
 
     with caplog.at_level(logging.INFO):
-        for _ in range(6):
+        for _ in range(4):
             with pytest.raises(OpenAIBatchAPIError, match="404"):
                 sync_client.get_batch(batch_id)
             time.sleep(server_keep_alive)
