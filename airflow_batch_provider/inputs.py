@@ -22,7 +22,8 @@ from pydantic import BaseModel
 
 from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.jsonl import validate_file
-from airflow_batch_provider.models import BatchRequest
+from airflow_batch_provider.jsonl.validation import parse_line
+from airflow_batch_provider.models import BatchError, BatchRequest
 from airflow_batch_provider.rules import (
     EMBEDDINGS_ENDPOINT,
     MAX_EMBEDDING_INPUTS,
@@ -57,37 +58,47 @@ def _prompt_body(endpoint: str, model: str | None, prompt: str) -> dict[str, Any
 def normalize(
     items: Iterable[RequestItem], endpoint: str, model: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The requests in the API's input-line shape.
+    """The requests in the API's input-line shape (see :func:`normalize_one`).
+
+    :param items: the requests, consumed once.
+    :raises TypeError: an item is none of a dict, a ``BatchRequest`` or a string.
+    """
+    for position, item in enumerate(items):
+        yield normalize_one(position, item, endpoint, model)
+
+
+def normalize_one(
+    position: int, item: RequestItem, endpoint: str, model: str | None = None
+) -> dict[str, Any]:
+    """One request in the API's input-line shape.
 
     A dict may leave out ``method`` (``POST``) and ``url`` (``endpoint``); a prompt string
     becomes a request of ``model`` with the custom id ``request-<n>`` (its 0-based position).
 
-    :param items: the requests, consumed once.
+    :param position: the request's place among the requests, from 0.
+    :param item: the request as given.
     :param endpoint: the batch's endpoint.
     :param model: the model of prompt strings; None leaves ``model`` out (the validator then
         names each such request).
-    :raises TypeError: an item is none of a dict, a ``BatchRequest`` or a string.
+    :raises TypeError: ``item`` is none of a dict, a ``BatchRequest`` or a string.
     """
-    for position, item in enumerate(items):
-        if isinstance(item, str):
-            yield {
-                "custom_id": f"request-{position}",
-                "method": "POST",
-                "url": endpoint,
-                "body": _prompt_body(endpoint, model, item),
-            }
-        elif isinstance(item, BaseModel):
-            yield item.model_dump(mode="json")
-        elif isinstance(item, Mapping):
-            request = dict(item)
-            request.setdefault("method", "POST")
-            request.setdefault("url", endpoint)
-            yield request
-        else:
-            raise TypeError(
-                f"Request {position + 1} is {type(item).__name__}: "
-                "give dicts, BatchRequest objects or strings."
-            )
+    if isinstance(item, str):
+        return {
+            "custom_id": f"request-{position}",
+            "method": "POST",
+            "url": endpoint,
+            "body": _prompt_body(endpoint, model, item),
+        }
+    if isinstance(item, BaseModel):
+        return item.model_dump(mode="json")
+    if isinstance(item, Mapping):
+        request = dict(item)
+        request.setdefault("method", "POST")
+        request.setdefault("url", endpoint)
+        return request
+    raise TypeError(
+        f"Request {position + 1} is {type(item).__name__}: give dicts, BatchRequest objects or strings."
+    )
 
 
 def infer_endpoint(first: RequestItem | None) -> str:
@@ -107,9 +118,10 @@ def first_url(path: Path) -> str | None:
         for line in file:
             if line.strip():
                 try:
-                    url = json.loads(line).get("url")
-                except (ValueError, AttributeError):
+                    request = parse_line(line)
+                except ValueError:
                     return None
+                url = request.get("url") if isinstance(request, dict) else None
                 return url if isinstance(url, str) else None
     return None
 
@@ -119,20 +131,55 @@ def write_requests_file(
 ) -> int:
     """Write the requests, normalized, as a JSONL input file; return how many were written.
 
-    :raises TypeError: a request is of no accepted type, or holds a value of no JSON type.
-    :raises ValueError: a request holds NaN or an infinity; the message names the request.
+    :raises BatchInputError: requests that are of no accepted type, or cannot be written as
+        JSON (a value of no JSON type, NaN or an infinity, half a surrogate pair, nesting
+        deeper than Python's recursion allows), each named by its place as a line.
     """
     encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    problems: list[BatchError] = []
     count = 0
     with destination.open("wb") as file:
-        for count, request in enumerate(normalize(items, endpoint, model), start=1):
+        for count, item in enumerate(items, start=1):
             try:
-                line = encode(request)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"Request {count} cannot be written as JSON: {exc}") from exc
-            file.write(line.encode("utf-8"))
+                request = normalize_one(count - 1, item, endpoint, model)
+            except TypeError as exc:
+                problems.append(BatchError(code="invalid_type", message=str(exc), line=count))
+                continue
+            try:
+                line = encode(request).encode("utf-8")
+            except (TypeError, ValueError, RecursionError) as exc:
+                message = f"This request cannot be written as JSON: {_unwritable(exc)}"
+                problems.append(BatchError(code="invalid_json_line", message=message, line=count))
+                continue
+            file.write(line)
             file.write(b"\n")
+    if problems:
+        raise BatchInputError(problems, source="the requests")
     return count
+
+
+def check_requests(items: Any) -> None:
+    """Raise :class:`BatchInputError` for the requests of a list that cannot be written as JSON.
+
+    Meant for the requests as a task's templates render them, before Airflow stores the rendered
+    fields (which fails, and is retried, on NaN, infinities and lone surrogates). Anything but a
+    list or tuple is left to :func:`prepare_input`.
+    """
+    if isinstance(items, (list, tuple)):
+        write_requests_file(items, Path(os.devnull), DEFAULT_ENDPOINT, None)
+
+
+def _unwritable(exc: BaseException) -> str:
+    """Why a request could not be written as JSON, in words."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply."
+    if isinstance(exc, UnicodeEncodeError):
+        character = exc.object[exc.start : exc.end]
+        return f"it holds {character!r}, half of a surrogate pair, which is no character on its own."
+    text = str(exc)
+    if "Out of range float" in text:
+        return f"it holds NaN or an infinity, which JSON cannot represent ({text})."
+    return text
 
 
 def copy_file(source: BinaryIO, destination: Path) -> None:
@@ -258,14 +305,19 @@ def prepare_input(
 
     :param endpoint: the batch's endpoint; None infers it from the first request.
     :param model: the model of requests given as prompt strings.
-    :raises TypeError: the requests are a string, or one is of no accepted type.
-    :raises ValueError: a request cannot be written as JSON; the message names it.
+    :raises TypeError: the requests are a string.
+    :raises BatchInputError: requests that cannot be written as JSON, each with its line.
+    :raises FileNotFoundError: ``input_path`` does not exist.
     """
     from airflow_batch_provider.utils import local_path, to_path
 
     if input_path is not None:
         path = to_path(input_path)
         local = local_path(path)
+        if local is not None and not local.is_file():
+            raise FileNotFoundError(
+                f"The input file {local} does not exist (input_path={str(input_path)!r})."
+            )
         if local is None:
             local = directory / "input.jsonl"
             with path.open("rb") as source:

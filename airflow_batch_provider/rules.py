@@ -35,6 +35,11 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 """Largest input file, in bytes."""
 MAX_EMBEDDING_INPUTS = 50_000
 """Most embedding inputs, summed over every request, of one ``/v1/embeddings`` batch."""
+MAX_JSON_NESTING = 200
+"""Most arrays and objects one input line may nest, one inside another (the line's own object
+counts). It is the limit of the JSON parser pydantic uses, which both the validator and the
+emulator read lines with, so that they accept and refuse the same lines; deeper is refused as
+``invalid_json_line``."""
 
 
 def embedding_inputs(value: object) -> int:

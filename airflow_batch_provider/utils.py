@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_batch_provider.client import OpenAIBatchAPIError, is_transient
+from airflow_batch_provider.client.paths import safe_name
 from airflow_batch_provider.exceptions import BatchInputError, GoneError
 from airflow_batch_provider.models import Batch
 from airflow_batch_provider.rules import METADATA_MAX_VALUE_LENGTH
@@ -157,11 +157,6 @@ def local_path(path: Path | ObjectStoragePath) -> Path | None:
     return Path(path.path) if path.protocol in ("file", "local") else None
 
 
-def safe_name(text: str) -> str:
-    """``text`` with every character that is not safe in a file name replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
 def too_many_failures(total: int, failed: int, failure_threshold: float | None) -> bool:
     """Whether ``failed`` of ``total`` requests is more than a task accepts.
 
@@ -217,15 +212,16 @@ def seconds(value: float | timedelta | None) -> int | None:
 def fail_on_bad_input(task_id: str) -> Iterator[None]:
     """Turn errors that a retry cannot fix into ``AirflowFailException`` (no retries, one clear message).
 
-    Bad input (:class:`BatchInputError`, a request that is no JSON: ``TypeError``/``ValueError``)
-    and an API refusal of the request itself (4xx other than 408, 409, 429) fail the task at
-    once; everything else passes through for Airflow's retries.
+    Bad input (:class:`BatchInputError`, a request that is no JSON: ``TypeError``/``ValueError``),
+    an input file that does not exist (``FileNotFoundError``), and an API refusal of the request
+    itself (4xx other than 408, 409, 429) fail the task at once; everything else passes through
+    for Airflow's retries.
     """
     from airflow.providers.common.compat.sdk import AirflowFailException
 
     try:
         yield
-    except (BatchInputError, TypeError, ValueError) as error:
+    except (BatchInputError, TypeError, ValueError, FileNotFoundError) as error:
         raise AirflowFailException(f"Task {task_id!r}: {error}") from None
     except OpenAIBatchAPIError as error:
         status = error.status_code

@@ -1,7 +1,8 @@
-"""The non-blocking client of the Batches and Files APIs, on ``httpx``, for event loops (triggers)."""
+"""The non-blocking client of the Batches and Files APIs, on ``httpx``, for event loops (triggers, the UI)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -9,12 +10,7 @@ from typing import Any
 
 import httpx
 
-from airflow_batch_provider.client.errors import (
-    TransientError,
-    check_answer,
-    interrupted_error,
-    unreachable_error,
-)
+from airflow_batch_provider.client.errors import check_answer, interrupted_error, no_answer
 from airflow_batch_provider.client.multipart import CHUNK_SIZE
 from airflow_batch_provider.client.pool import aclose_shared_http_client, shared_http_client
 from airflow_batch_provider.client.protocol import ModelT, parse_answer, segment
@@ -26,11 +22,12 @@ _log = logging.getLogger(__name__)
 
 
 class AsyncBatchClient:
-    """Read and cancel batches without blocking the event loop.
+    """Read and cancel batches, and read files, without blocking the event loop.
 
     Every instance of one event loop with equal settings shares one pool of connections
     (:func:`~airflow_batch_provider.client.pool.shared_http_client`), so making one per
-    trigger is cheap. Errors and retries follow the same policy as :class:`BatchClient`.
+    trigger is cheap. Errors, retries, redirects (never followed) and the bound on each try
+    (``timeout``, end to end) follow the same policy as :class:`BatchClient`.
 
     :param settings: where to send requests, with which key.
     :param log: where retries are reported (default: this module's logger).
@@ -105,41 +102,50 @@ class AsyncBatchClient:
     async def _call(self, model: type[ModelT], method: str, path: str, **kwargs: Any) -> ModelT:
         settings = self.settings
         action = f"{method} {path}"
+        url = settings.url(path)
 
         async def attempt() -> ModelT:
-            client = await shared_http_client(settings)
-            try:
-                response = await client.request(method, settings.url(path), **kwargs)
-            except httpx.TransportError as exc:
-                raise TransientError(unreachable_error(settings, action, exc)) from exc
-            check_answer(settings, action, response.status_code, response.headers, response.content)
+            shared = await shared_http_client(settings)
+            async with shared.lend() as (client, reused):
+                try:
+                    # The whole try, not each read, is bounded by the timeout.
+                    response = await asyncio.wait_for(client.request(method, url, **kwargs), settings.timeout)
+                except asyncio.TimeoutError as exc:
+                    raise no_answer(settings, action, exc, reused=reused, timed_out=settings.timeout) from exc
+                except httpx.TransportError as exc:
+                    raise no_answer(settings, action, exc, reused=reused, timed_out=None) from exc
+            check_answer(settings, action, response.status_code, response.headers, response.content, url)
             return parse_answer(model, response, action, settings)
 
         return await self.retry_policy.acall(attempt, self.log)
 
     @contextlib.asynccontextmanager
     async def _stream(self, method: str, path: str) -> AsyncIterator[httpx.Response]:
-        """A successful answer with its body unread; opening it is retried like :meth:`_call`."""
+        """A successful answer with its body unread; opening it (up to its headers) is retried like
+        :meth:`_call` and bounded by the timeout; each read after that by the timeout too."""
         settings = self.settings
         action = f"{method} {path}"
+        url = settings.url(path)
 
-        async def attempt() -> tuple[contextlib.AbstractAsyncContextManager[httpx.Response], httpx.Response]:
-            opening = (await shared_http_client(settings)).stream(method, settings.url(path))
+        async def attempt() -> tuple[contextlib.AsyncExitStack, httpx.Response]:
+            stack = contextlib.AsyncExitStack()
+            shared = await shared_http_client(settings)
+            client, reused = await stack.enter_async_context(shared.lend())
             try:
-                response = await opening.__aenter__()
-                if response.status_code >= 400:
-                    try:
-                        body = await response.aread()
-                    finally:
-                        await opening.__aexit__(None, None, None)
+                opening = stack.enter_async_context(client.stream(method, url))
+                response = await asyncio.wait_for(opening, settings.timeout)
+                body = await response.aread() if response.status_code >= 300 else b""
+            except asyncio.TimeoutError as exc:
+                await stack.aclose()
+                raise no_answer(settings, action, exc, reused=reused, timed_out=settings.timeout) from exc
             except httpx.TransportError as exc:
-                raise TransientError(unreachable_error(settings, action, exc)) from exc
-            if response.status_code >= 400:
-                check_answer(settings, action, response.status_code, response.headers, body)
-            return opening, response
+                await stack.aclose()
+                raise no_answer(settings, action, exc, reused=reused, timed_out=None) from exc
+            if response.status_code >= 300:
+                await stack.aclose()
+                check_answer(settings, action, response.status_code, response.headers, body, url)
+            return stack, response
 
-        opening, response = await self.retry_policy.acall(attempt, self.log)
-        try:
+        stack, response = await self.retry_policy.acall(attempt, self.log)
+        async with stack:
             yield response
-        finally:
-            await opening.__aexit__(None, None, None)

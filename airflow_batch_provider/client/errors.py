@@ -9,10 +9,11 @@ import json
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
-from airflow_batch_provider.client.settings import ClientSettings
+from airflow_batch_provider.client.settings import ClientSettings, origin_of
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.rules import is_retryable_status, parse_retry_after, should_retry
 
@@ -30,6 +31,14 @@ class TransientError(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+
+
+class StaleConnectionError(TransientError):
+    """A kept-alive connection the server closed just as a request went out on it, before answering.
+
+    Not the server's failure: the request is sent again at once on a new connection, without a
+    warning and without counting as a retry (see :class:`~airflow_batch_provider.client.RetryPolicy`).
+    """
 
 
 def is_transient(error: OpenAIBatchAPIError) -> bool:
@@ -77,11 +86,25 @@ def api_error(
 
 
 def check_answer(
-    settings: ClientSettings, action: str, status_code: int, headers: Mapping[str, str], body: bytes
+    settings: ClientSettings,
+    action: str,
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    url: str | None = None,
 ) -> None:
-    """Raise for an error answer: :class:`TransientError` if worth retrying, else the API error."""
-    if status_code < 400:
+    """Raise for an answer that is not a success.
+
+    An error is :class:`TransientError` if worth retrying, else the API error. A redirect
+    (3xx) is never followed, on either path: the API key goes to the configured origin only,
+    so a redirect is an error naming where the server pointed (see :func:`redirect_error`).
+
+    :param url: the URL the request went to, against which a relative ``Location`` is read.
+    """
+    if status_code < 300:
         return
+    if status_code < 400:
+        raise redirect_error(settings, action, status_code, headers, url or settings.base_url)
     if should_retry(status_code, headers):
         retry_after = parse_retry_after(headers)
         raise TransientError(
@@ -90,12 +113,82 @@ def check_answer(
     raise api_error(settings, action, status_code, headers, body)
 
 
+def redirect_error(
+    settings: ClientSettings, action: str, status_code: int, headers: Mapping[str, str], url: str
+) -> OpenAIBatchAPIError:
+    """The error for a redirect, which the client does not follow.
+
+    The message names where the server redirected (without its query, which may hold
+    parameters), and the Base URL that would reach it directly. It is not retried.
+    """
+    location = headers.get("location")
+    if not location:
+        where = "without saying where (no Location header)"
+        advice = f"Check the Base URL of {settings.name} ({settings.base_url})."
+    else:
+        target = urlsplit(urljoin(url, location.strip()))
+        shown = redact(target._replace(query="", fragment="").geturl(), settings)
+        here = origin_of(settings.base_url) == origin_of(shown)
+        where = f"to {shown}" + ("" if here else " (another origin: the API key is never sent there)")
+        suggested = _base_url_for(shown, url, settings.base_url)
+        advice = f"Set the Base URL of {settings.name} to {suggested} if that is right."
+    return OpenAIBatchAPIError(
+        f"{action}: the server redirected (HTTP {status_code}) {where}; redirects are not followed. {advice}",
+        status_code=status_code,
+        request_id=headers.get("x-request-id"),
+    )
+
+
+def _base_url_for(location: str, url: str, base_url: str) -> str:
+    """The base URL under which ``location`` is what ``url`` is under ``base_url``, else ``location``."""
+    tail = urlsplit(url).path.removeprefix(urlsplit(base_url).path.rstrip("/"))
+    if tail and location.endswith(tail):
+        return location.removesuffix(tail)
+    return location
+
+
+def timed_out_error(settings: ClientSettings, action: str, seconds: float) -> OpenAIBatchAPIError:
+    """The error for a try that passed its deadline (see :mod:`~airflow_batch_provider.client.deadline`)."""
+    return OpenAIBatchAPIError(
+        f"{action} got no complete answer from {settings.base_url} within {seconds:g} s (timed out). "
+        f"Check that the server is up, or raise the timeout of {settings.name}."
+    )
+
+
 def unreachable_error(settings: ClientSettings, action: str, exc: BaseException) -> OpenAIBatchAPIError:
     """The error for a request that got no answer: refused, reset, timed out, unknown host."""
     return OpenAIBatchAPIError(
         f"{action} got no answer from {settings.base_url}: {describe_transport_error(exc)}. "
         f"Check the Base URL of {settings.name} and that the server is up."
     )
+
+
+_DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_NO_ANSWER = "disconnected without sending a response"
+
+
+def closed_without_answer(exc: BaseException) -> bool:
+    """Whether the server closed the connection before any byte of an answer.
+
+    http.client says so with ``RemoteDisconnected`` (a ``ConnectionResetError``); httpcore with
+    "Server disconnected without sending a response"; a reset or broken pipe says the same.
+    """
+    return any(isinstance(error, _DROPPED) or _NO_ANSWER in str(error) for error in _causes(exc))
+
+
+def no_answer(
+    settings: ClientSettings, action: str, exc: BaseException, *, reused: bool, timed_out: float | None
+) -> TransientError:
+    """The retryable error for a try that got no answer, on either path.
+
+    :param reused: the request went out on a connection kept alive from an earlier request.
+    :param timed_out: the try's deadline in seconds, when it was the deadline that ended it.
+    """
+    if timed_out is not None:
+        return TransientError(timed_out_error(settings, action, timed_out))
+    if reused and closed_without_answer(exc):
+        return StaleConnectionError(unreachable_error(settings, action, exc))
+    return TransientError(unreachable_error(settings, action, exc))
 
 
 def interrupted_error(settings: ClientSettings, action: str, exc: BaseException) -> OpenAIBatchAPIError:
@@ -114,24 +207,34 @@ def describe_transport_error(exc: BaseException) -> str:
     """
     if "timeout" in type(exc).__name__.lower() or "timed out" in str(exc).lower():
         return "timed out"
-    seen: set[int] = set()
-    current: BaseException | None = exc
     innermost: BaseException = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _causes(exc):
         innermost = current
         if isinstance(current, OSError) and (current.errno or current.strerror):
             # asyncio words a refused connection "Connect call failed (...)": use the errno's name.
             if current.errno and current.errno > 0 and not isinstance(current, socket.gaierror):
                 return os.strerror(current.errno)
             return str(current.strerror)
+    text = str(innermost)
+    return text.rsplit(": ", 1)[-1] if text else type(innermost).__name__
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors inside it, outermost first.
+
+    requests and httpx wrap the socket error in several layers: as the cause, as urllib3's
+    ``reason``, or as requests' first argument.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
         reason = getattr(current, "reason", None)  # urllib3's MaxRetryError
         nested = reason if isinstance(reason, BaseException) else None
         if nested is None and current.args and isinstance(current.args[0], BaseException):
             nested = current.args[0]  # requests wraps urllib3's error as its first argument
         current = nested or current.__cause__ or current.__context__
-    text = str(innermost)
-    return text.rsplit(": ", 1)[-1] if text else type(innermost).__name__
 
 
 def redact(text: str, settings: ClientSettings) -> str:

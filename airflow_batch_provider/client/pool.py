@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,6 +42,9 @@ class SharedClient:
         self._clients: list[httpx.AsyncClient] = []
         # The most recently used client first: its connection is the likeliest still open.
         self._idle: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
+        # When each client last finished a request: its connection is kept alive until then
+        # plus keepalive_expiry.
+        self._last_used: dict[httpx.AsyncClient, float] = {}
         self._closed = False
 
     @functools.cached_property
@@ -52,7 +56,11 @@ class SharedClient:
             headers=self._settings.headers,
             params=self._settings.query_params,
             timeout=httpx.Timeout(self._settings.timeout),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            limits=httpx.Limits(
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=self._settings.keepalive_expiry,
+            ),
             verify=self._ssl_context,
         )
         self._clients.append(client)
@@ -62,38 +70,35 @@ class SharedClient:
     def is_closed(self) -> bool:
         return self._closed
 
-    async def _acquire(self) -> httpx.AsyncClient:
+    @contextlib.asynccontextmanager
+    async def lend(self) -> AsyncIterator[tuple[httpx.AsyncClient, bool]]:
+        """A free client for one request, and whether its connection is kept alive from an earlier one.
+
+        :raises RuntimeError: the shared client has been closed.
+        """
         if self._closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         # A request waits only once every client exists and is busy, so a new client never
         # overtakes a waiting request.
         if self._idle.empty() and len(self._clients) < MAX_CONNECTIONS:
-            return self._new_client()
-        return await self._idle.get()
+            client = self._new_client()
+        else:
+            client = await self._idle.get()
+        last_used = self._last_used.get(client)
+        reused = last_used is not None and time.monotonic() - last_used < self._settings.keepalive_expiry
+        try:
+            yield client, reused
+            self._last_used[client] = time.monotonic()
+        except BaseException:
+            self._last_used.pop(client, None)  # httpx closed its connection
+            raise
+        finally:
+            self._idle.put_nowait(client)
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request on a free client; the body is read before the client is freed.
-
-        :raises RuntimeError: the shared client has been closed.
-        """
-        client = await self._acquire()
-        try:
+        """Send one request on a free client; the body is read before the client is freed."""
+        async with self.lend() as (client, _):
             return await client.request(method, url, **kwargs)
-        finally:
-            self._idle.put_nowait(client)
-
-    @contextlib.asynccontextmanager
-    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
-        """Send one request on a free client and lend its answer unread; the client is freed on exit.
-
-        :raises RuntimeError: the shared client has been closed.
-        """
-        client = await self._acquire()
-        try:
-            async with client.stream(method, url, **kwargs) as response:
-                yield response
-        finally:
-            self._idle.put_nowait(client)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_batch_provider.client.errors import OpenAIBatchAPIError
+from airflow_batch_provider.client.errors import OpenAIBatchAPIError, TransientError
 from airflow_batch_provider.client.settings import ClientSettings
 from airflow_batch_provider.models import ExpiresAfter
 
@@ -29,7 +29,14 @@ class Answer(Protocol):
 
 
 def segment(identifier: str) -> str:
-    """An id as one URL path segment: a ``/`` or ``?`` in it cannot reach another endpoint."""
+    """An id as one URL path segment: a ``/`` or ``?`` in it cannot reach another endpoint.
+
+    :raises ValueError: the id is empty, ``.`` or ``..``, which no object of the API has and
+        which would name the path around it (HTTP libraries resolve dot segments away, even
+        percent-encoded).
+    """
+    if identifier in ("", ".", ".."):
+        raise ValueError(f"{identifier!r} is not an id: it would name the path around it, not an object.")
     return quote(identifier, safe="")
 
 
@@ -57,12 +64,31 @@ def create_batch_body(
     return body
 
 
+def is_close_delimited(headers: Mapping[str, str]) -> bool:
+    """Whether an answer's body ends only where the connection closes: no length, not chunked.
+
+    Such a body cut short looks complete; only its content can tell.
+    """
+    return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "").lower()
+
+
 def parse_answer(model: type[ModelT], answer: Answer, action: str, settings: ClientSettings) -> ModelT:
-    """Parse a successful answer; one that is not a ``model`` is an error waiting will not fix."""
+    """Parse a successful answer; one that is not a ``model`` is an error waiting will not fix.
+
+    Except for JSON cut short in a body framed by the connection's close: that is a cut answer,
+    worth another try (:class:`TransientError`).
+    """
     try:
         return model.model_validate_json(answer.content)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid" and is_close_delimited(answer.headers):
+            raise TransientError(
+                OpenAIBatchAPIError(
+                    f"{action}: the answer from {settings.base_url} ended before its JSON did "
+                    f"({first['msg']}); the connection was probably cut. Retry later."
+                )
+            ) from None
         raise OpenAIBatchAPIError(
             f"{action}: {settings.base_url} answered with something that is not a {model.__name__}: "
             f"{first['msg']} at {'.'.join(map(str, first['loc'])) or 'top level'}. "

@@ -19,7 +19,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from airflow_batch_provider.client.errors import TransientError
+from airflow_batch_provider.client.errors import StaleConnectionError, TransientError
 
 T = TypeVar("T")
 
@@ -54,7 +54,9 @@ class RetryPolicy:
     """When and how long to retry a request; one policy for the sync and async paths.
 
     A call is tried at most ``max_retries + 1`` times, and no try starts more than
-    ``total_seconds`` after the first. Only :class:`TransientError` is retried.
+    ``total_seconds`` after the first. Only :class:`TransientError` is retried. A try that
+    met a kept-alive connection the server had just closed (:class:`StaleConnectionError`) is
+    sent again at once on a new one, quietly: that is not a retry and is not logged.
 
     :param max_retries: retries after the first try (default 5, from the connection).
     :param total_seconds: bound on the whole call, retries included (default 300 s). A
@@ -94,8 +96,15 @@ class RetryPolicy:
 
     def call(self, attempt: Callable[[], T], log: ClientLogger) -> T:
         """Run ``attempt`` until it returns, fails for good, or the policy gives up."""
+
+        def on_a_fresh_connection_if_stale() -> T:
+            try:
+                return attempt()
+            except StaleConnectionError:
+                return attempt()
+
         try:
-            return Retrying(**self._options(log, self.total_seconds))(attempt)
+            return Retrying(**self._options(log, self.total_seconds))(on_a_fresh_connection_if_stale)
         except TransientError as exc:
             raise exc.error from exc.__cause__
 
@@ -108,8 +117,15 @@ class RetryPolicy:
         retries are the same as :meth:`call`'s.
         """
         started = time.monotonic()
+
+        async def on_a_fresh_connection_if_stale() -> T:
+            try:
+                return await attempt()
+            except StaleConnectionError:
+                return await attempt()
+
         try:
-            return await attempt()
+            return await on_a_fresh_connection_if_stale()
         except TransientError as exc:
             first_failure: TransientError | None = exc
 
@@ -118,7 +134,7 @@ class RetryPolicy:
             if first_failure is not None:
                 failure, first_failure = first_failure, None
                 raise failure
-            return await attempt()
+            return await on_a_fresh_connection_if_stale()
 
         options = self._options(log, self.total_seconds - (time.monotonic() - started))
         try:

@@ -14,6 +14,9 @@ from airflow_batch_provider.version import __version__
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle connection is kept for reuse: below the 5 s after which uvicorn, Node.js and
+Apache close idle connections, so that a request rarely meets a connection the server is closing."""
 OPENAI_PLATFORM_BATCH_URL = "https://platform.openai.com/batches/{batch_id}"
 USER_AGENT = f"airflow-batch-provider/{__version__}"
 
@@ -29,11 +32,15 @@ class ClientSettings(BaseModel):
     :param api_key: sent as ``Authorization: Bearer`` (Azure: ``api-key``); None sends none.
     :param organization: sent as ``OpenAI-Organization``; default none.
     :param project: sent as ``OpenAI-Project``; default none.
-    :param timeout: seconds one request may take, end to end (default 60).
+    :param timeout: seconds one try of a request may take, end to end: connecting, sending,
+        waiting and reading the whole answer (default 60). Uploads and downloads are bounded
+        by the time without progress instead (see :mod:`airflow_batch_provider.client.deadline`).
     :param max_retries: retries after a transient failure (default 5).
     :param api_type: ``openai`` (default) or ``azure``: how the key is sent.
     :param api_version: sent as the ``api-version`` query parameter (older Azure paths).
     :param batch_url_template: the page of a batch, e.g. ``https://gw.example/batches/{batch_id}``.
+    :param keepalive_expiry: seconds an idle connection is kept for the next request (default
+        :data:`DEFAULT_KEEPALIVE_EXPIRY`); keep it below the server's own keep-alive timeout.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,6 +55,7 @@ class ClientSettings(BaseModel):
     api_type: Literal["openai", "azure"] = "openai"
     api_version: str | None = None
     batch_url_template: str | None = None
+    keepalive_expiry: float = Field(default=DEFAULT_KEEPALIVE_EXPIRY, ge=0)
 
     @property
     def secret_headers(self) -> dict[str, str]:
@@ -79,6 +87,11 @@ class ClientSettings(BaseModel):
         """The absolute URL of an API path such as ``/batches``."""
         return f"{self.base_url.rstrip('/')}{path}"
 
+    @property
+    def origin(self) -> tuple[str, str, int | None]:
+        """``(scheme, host, port)`` of the base URL: the only origin the key is sent to."""
+        return origin_of(self.base_url)
+
     def batch_page_url(self, batch_id: str) -> str | None:
         """The web page of a batch, or None when the server is not known to have one.
 
@@ -96,6 +109,14 @@ class ClientSettings(BaseModel):
             origin = f"{url.scheme}://{host}" + (f":{url.port}" if url.port else "")
             return f"{origin}{EMULATOR_BATCH_PAGE.format(batch_id=batch_id)}"
         return None
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a URL, the port filled in for http and https."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def is_loopback(hostname: str) -> bool:

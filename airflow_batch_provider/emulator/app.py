@@ -17,11 +17,16 @@ from airflow_batch_provider.emulator.errors import (
     APIError,
     handle_api_error,
     handle_http_error,
+    handle_unexpected_error,
     handle_validation_error,
 )
 from airflow_batch_provider.emulator.executors import make_executor
 from airflow_batch_provider.emulator.faults import FaultMiddleware, FaultState
-from airflow_batch_provider.emulator.middleware import APIKeyMiddleware, RequestIdMiddleware
+from airflow_batch_provider.emulator.middleware import (
+    APIKeyMiddleware,
+    RequestIdMiddleware,
+    URLLengthMiddleware,
+)
 from airflow_batch_provider.emulator.routers import admin, batches, files, inference, models, page, uploads
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 from airflow_batch_provider.emulator.store import Store
@@ -74,6 +79,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     app.add_exception_handler(APIError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
 
     for module in (batches, files, uploads, models, inference, page):
         app.include_router(module.router)
@@ -85,6 +91,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     # check sits in front of the routes.
     if settings.api_key is not None:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(URLLengthMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(FaultMiddleware, state=state.faults)
     app.add_middleware(AzurePathsMiddleware)

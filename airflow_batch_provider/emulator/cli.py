@@ -8,11 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from airflow_batch_provider.emulator.app import create_app
 from airflow_batch_provider.emulator.faults import FaultSettings, parse_cli_fault
 from airflow_batch_provider.emulator.server import READY_MESSAGE, ReadyServer, base_url_of, bind_socket
+from airflow_batch_provider.emulator.serving import uvicorn_config
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,12 @@ def _add_serving(serve: argparse._ArgumentGroup, defaults: EmulatorSettings) -> 
         help="(default: %(default)s)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=defaults.keep_alive_timeout,
+        help="seconds an idle connection stays open; keep it above the clients' (default: %(default)s)",
+    )
 
 
 def _add_processing(processing: argparse._ArgumentGroup, defaults: EmulatorSettings) -> None:
@@ -158,6 +163,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         any_model=args.any_model,
         upstream_url=args.upstream,
         upstream_api_key=args.upstream_api_key,
+        keep_alive_timeout=args.keep_alive_timeout,
     )
 
 
@@ -168,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sock = bind_socket(settings.host, settings.port)
     base_url = base_url_of(sock)
     app = create_app(settings)
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, lifespan="on")
+    config = uvicorn_config(app, settings, log_level=args.log_level, access_log=args.access_log)
 
     def announce() -> None:
         log.info("Emulator state in %s", app.state.data_dir)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 
 class APIError(Exception):
@@ -44,6 +47,10 @@ class APIError(Exception):
     def response(self, headers: Mapping[str, str] | None = None) -> JSONResponse:
         """The error as a response."""
         return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer with the error, as an ASGI application (for middleware)."""
+        await self.response()(scope, receive, send)
 
 
 INVALID_JSON = (
@@ -125,6 +132,18 @@ _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
 }
 
 
+def without_paths(text: str, data_dir: Path) -> str:
+    """``text`` with the emulator's data directory, and any absolute path below it, left out.
+
+    What a client reads (an error message, a batch's errors) never shows where the emulator keeps
+    its state: a file under it is named by its own name only.
+    """
+    for root in {str(data_dir), str(data_dir.resolve())}:
+        text = re.sub(re.escape(root.rstrip("/")) + r"/(?:[^/\s'\"]+/)*", "", text)
+        text = text.replace(root, "the emulator's data directory")
+    return text
+
+
 def status_error(status_code: int) -> APIError:
     """The live API's error for an HTTP error status, as the emulator forces or injects it.
 
@@ -147,6 +166,11 @@ async def handle_validation_error(request: Request, exc: Exception) -> JSONRespo
     """Answer FastAPI's request validation errors with the live API's 400, not FastAPI's 422."""
     assert isinstance(exc, RequestValidationError)
     return _from_validation_errors(exc.errors()).response()
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any other failure: the live API's 500, never a traceback or a path of the emulator's."""
+    return status_error(500).response()
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -190,6 +214,11 @@ _EXPECTED = {
 
 
 def _from_validation_errors(errors: Any) -> APIError:
+    unknown = [str(error["loc"][-1]) for error in errors if error.get("type") == "extra_forbidden"]
+    if unknown:
+        # The live API's words for arguments it does not know.
+        plural = "s" if len(unknown) > 1 else ""
+        return APIError(400, f"Unrecognized request argument{plural} supplied: {', '.join(unknown)}")
     first = errors[0] if errors else {}
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     param = ".".join(location) or None

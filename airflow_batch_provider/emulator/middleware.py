@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids on every response, and the API key check."""
+"""Pure-ASGI middleware: request ids on every response, the API key check, and the URL length limit."""
 
 from __future__ import annotations
 
@@ -89,3 +89,26 @@ class APIKeyMiddleware:
             if name == b"api-key":
                 return value.strip()
         return None
+
+
+MAX_URL_BYTES = 16 * 1024
+"""Longest path and query string the emulator reads; longer URLs get a JSON 414."""
+
+
+class URLLengthMiddleware:
+    """Answer 414 in the API's error shape for a URL longer than :data:`MAX_URL_BYTES`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("raw_path") or scope["path"].encode()
+            length = len(path) + len(scope.get("query_string", b""))
+            if length > MAX_URL_BYTES:
+                message = (
+                    f"The request URL is {length:,} bytes long; the most it may be is {MAX_URL_BYTES:,}."
+                )
+                await APIError(414, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -26,6 +26,7 @@ import uvicorn
 from typing_extensions import Self
 
 from airflow_batch_provider.emulator.app import create_app
+from airflow_batch_provider.emulator.serving import uvicorn_config
 from airflow_batch_provider.emulator.settings import EmulatorSettings
 
 READY_MESSAGE = "Serving the OpenAI Batch API emulator at {base_url}"
@@ -141,9 +142,8 @@ class EmulatorServer(_Running):
         self._socket = bind_socket(self.settings.host, self.settings.port)
         self.base_url = base_url_of(self._socket)
         ready = threading.Event()
-        config = uvicorn.Config(
-            create_app(self.settings), log_config=None, log_level="warning", lifespan="on"
-        )
+        app = create_app(self.settings)
+        config = uvicorn_config(app, self.settings, log_config=None, log_level="warning")
         self._server = ReadyServer(config, on_ready=ready.set)
         self._thread = threading.Thread(
             target=self._server.run,

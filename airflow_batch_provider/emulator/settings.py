@@ -10,6 +10,8 @@ from airflow_batch_provider.emulator.faults import FaultSettings
 from airflow_batch_provider.rules import DEFAULT_OUTPUT_RETENTION_SECONDS
 
 DAY_SECONDS = 24 * 60 * 60
+KEEP_ALIVE_SECONDS = 30.0
+"""The emulator's default keep-alive: well above the client's 4 s (and uvicorn's own 5 s)."""
 
 
 class EmulatorSettings(BaseModel):
@@ -66,3 +68,6 @@ class EmulatorSettings(BaseModel):
     """Execute each request against this OpenAI-compatible base URL instead of locally."""
     upstream_api_key: SecretStr | None = None
     """The key sent to ``upstream_url``."""
+    keep_alive_timeout: float = Field(default=KEEP_ALIVE_SECONDS, gt=0)
+    """Seconds an idle client connection is kept open: above the client's keep-alive expiry, so
+    that the client, not the server, closes an idle connection (no request meets one closing)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -91,6 +92,16 @@ class Progress:
     output_bytes: int = 0
     error_bytes: int = 0
     enqueued_tokens: int = 0
+
+
+def _own_id(object_id: str) -> str:
+    """``object_id`` if it can name a file of the emulator's own (letters, digits, ``-`` and ``_``)."""
+    if not _ID.fullmatch(object_id):
+        raise ValueError(f"{object_id!r} is not an id of the emulator's")
+    return object_id
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def _dumps(doc: Document) -> str:
@@ -171,8 +182,12 @@ class Store:
     # Files
 
     def file_path(self, file_id: str) -> Path:
-        """Where the bytes of ``file_id`` are (or will be) stored."""
-        return self.files_dir / file_id
+        """Where the bytes of ``file_id`` are (or will be) stored.
+
+        :raises ValueError: ``file_id`` is not an id the emulator could have made (it would
+            name another place on disk).
+        """
+        return self.files_dir / _own_id(file_id)
 
     def add_file(self, doc: Document) -> None:
         with self._transaction() as conn:
@@ -206,13 +221,14 @@ class Store:
         """Forget ``file_id`` and remove its bytes; False if it did not exist."""
         with self._transaction() as conn:
             deleted = conn.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount > 0
-        self.file_path(file_id).unlink(missing_ok=True)
+        if deleted:
+            self.file_path(file_id).unlink(missing_ok=True)
         return deleted
 
     # Uploads
 
     def part_path(self, part_id: str) -> Path:
-        return self.parts_dir / part_id
+        return self.parts_dir / _own_id(part_id)
 
     def add_upload(self, doc: Document, file_expires_after: Document | None = None) -> None:
         """Save a new upload, with the expiry policy of the file it will become."""

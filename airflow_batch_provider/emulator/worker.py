@@ -27,7 +27,7 @@ from airflow_batch_provider.emulator.catalogue import ModelCatalogue
 from airflow_batch_provider.emulator.checks import FAIL_FIELD, transient_failure
 from airflow_batch_provider.emulator.content import estimate_tokens
 from airflow_batch_provider.emulator.documents import Document, now
-from airflow_batch_provider.emulator.errors import APIError, status_error
+from airflow_batch_provider.emulator.errors import APIError, status_error, without_paths
 from airflow_batch_provider.emulator.executors import Execution, Executor
 from airflow_batch_provider.emulator.ids import new_id
 from airflow_batch_provider.emulator.settings import EmulatorSettings
@@ -123,7 +123,8 @@ class BatchWorker:
             raise
         except Exception as exc:  # never leave a batch stuck: fail it and say why
             log.exception("Batch %s failed inside the emulator", batch_id)
-            error = BatchError(code="server_error", message=f"The emulator failed to run the batch: {exc}")
+            reason = without_paths(str(exc), self._store.data_dir)
+            error = BatchError(code="server_error", message=f"The emulator failed to run the batch: {reason}")
             self._store.update_batch(batch_id, lambda doc, _: _fail(doc, [error]))
 
     async def _pause(self, batch_id: str, seconds: float) -> bool:
@@ -142,8 +143,10 @@ class BatchWorker:
             self._store.update_batch(batch_id, _expire_unvalidated)
             return
         input_id = doc["input_file_id"]
-        path = self._store.file_path(input_id)
-        if self._store.get_file(input_id) is None or not path.exists():
+        # An id the emulator never made names no file: not found, like any unknown id.
+        known = self._store.get_file(input_id) is not None
+        path = self._store.file_path(input_id) if known else None
+        if path is None or not path.exists():
             missing = BatchError(
                 code="invalid_request", param="file_id", message=f"Cannot find file {input_id}."
             )
@@ -231,7 +234,8 @@ class BatchWorker:
             return await self._executor.execute(request.url, body)
         except Exception as exc:
             log.warning("Request %s failed in the executor: %s", request.custom_id, exc)
-            body = {"error": {"message": str(exc), "type": "server_error", "param": None, "code": None}}
+            message = without_paths(str(exc), self._store.data_dir)
+            body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
             return Execution(status_code=500, body=body, usage=None)
 
     async def _finalize(self, batch_id: str) -> None:

@@ -14,7 +14,6 @@ from airflow_batch_provider.client import (
     AsyncBatchClient,
     BatchClient,
     ClientSettings,
-    OpenAIBatchAPIError,
     RetryPolicy,
 )
 from airflow_batch_provider.client.loop_cache import loop_cache
@@ -236,9 +235,15 @@ class OpenAIBatchHook(BaseHook):
         """Retrieve a file's metadata."""
         return self.client.get_file(file_id)
 
-    def download_file(self, file_id: str, dest: str | os.PathLike[str]) -> Path:
-        """Download a file's content, streamed and atomically (:meth:`BatchClient.download_file`)."""
-        return self.client.download_file(file_id, dest)
+    def download_file(
+        self, file_id: str, dest: str | os.PathLike[str], expected_bytes: int | None = None
+    ) -> Path:
+        """Download a file's content, streamed, checked and atomically (:meth:`BatchClient.download_file`).
+
+        A directory ``dest`` gets ``<file id>.jsonl``, its unsafe characters replaced: no file id
+        places a file outside it.
+        """
+        return self.client.download_file(file_id, dest, expected_bytes=expected_bytes)
 
     def delete_file(self, file_id: str) -> FileDeleted:
         """Delete a file."""
@@ -247,14 +252,15 @@ class OpenAIBatchHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Make one cheap request (list one batch) and say in plain words what went wrong.
 
-        Called by the "Test" button of the connection form. It does not retry.
+        Called by ``POST /api/v2/connections/test`` (the form's "Test" button) and
+        ``airflow connections test``. It does not retry. Messages say "this connection": Airflow
+        tests a form's fields under a random connection id, which would mean nothing to the user.
         """
         try:
-            settings = self.settings
-            self.client.check()
-        except OpenAIBatchAPIError as exc:
-            return False, str(exc)
-        except Exception as exc:  # the form shows any reason, e.g. an unknown connection id
+            conn = self.get_connection(self.conn_id)
+            settings = settings_from_connection(conn, conn.extra_dejson, name="this connection")
+            BatchClient(settings, log=self.log).check()
+        except Exception as exc:  # the form shows any reason, e.g. a bad key or an unusable extra
             return False, str(exc)
         return True, f"Connected to {settings.base_url}: the Batch API answered."
 

@@ -41,7 +41,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "Connect, read and write timeout of each HTTP request.",
+        "description": "Seconds one try of a request may take, end to end; for uploads and downloads, "
+        "seconds without progress.",
         "schema": {"type": ["number", "null"], "default": DEFAULT_TIMEOUT, "minimum": 0},
     },
     "max_retries": {
@@ -97,7 +98,8 @@ def settings_from_connection(conn: Any, extra: Mapping[str, Any], name: str | No
     :param conn: the Airflow connection (anything with ``conn_id``, ``host``, ``port``,
         ``password``).
     :param extra: the connection's extra, already parsed from JSON.
-    :param name: how messages name the connection (default ``connection '<conn_id>'``).
+    :param name: how messages name the connection (default ``connection '<conn_id>'``; e.g.
+        ``this connection`` where the id is one Airflow made up for a test).
     :raises ValueError: an extra has a value the client cannot use; the message names it.
     """
     # The official provider keeps SDK arguments under ``openai_client_kwargs``.
@@ -109,8 +111,9 @@ def settings_from_connection(conn: Any, extra: Mapping[str, Any], name: str | No
                 return candidate
         return client_kwargs.get(field)
 
+    label = name or f"connection {conn.conn_id!r}"
     fields = {
-        "name": name or f"connection {conn.conn_id!r}",
+        "name": label,
         "base_url": _base_url(client_kwargs.get("base_url") or conn.host, conn.port),
         "api_key": client_kwargs.get("api_key") or conn.password or None,
         **{field: value(field) for field in CONN_FIELDS},
@@ -121,7 +124,7 @@ def settings_from_connection(conn: Any, extra: Mapping[str, Any], name: str | No
         problems = "; ".join(
             f"extra {'.'.join(map(str, error['loc']))!r}: {error['msg']}" for error in exc.errors()
         )
-        raise ValueError(f"Connection {conn.conn_id!r} cannot be used: {problems}") from None
+        raise ValueError(f"{label[0].upper()}{label[1:]} cannot be used: {problems}") from None
 
 
 def _base_url(host: str | None, port: int | None) -> str:

@@ -54,7 +54,8 @@ def write_requests(
     :param destination: a path (created or overwritten) or a binary file object (left open).
     :return: how many requests were written.
     :raises TypeError: a request is not a mapping, or holds a value of no JSON type.
-    :raises ValueError: a request holds NaN or an infinity, which JSON cannot represent.
+    :raises ValueError: a request holds NaN or an infinity, which JSON cannot represent, or half
+        a surrogate pair, or is nested deeper than Python's recursion allows.
     """
     encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
     count = 0
@@ -65,10 +66,12 @@ def write_requests(
             elif not isinstance(request, Mapping):
                 raise TypeError(f"Request {count} is {type(request).__name__}, not a dict or BatchRequest.")
             try:
-                line = encode(request if isinstance(request, dict) else dict(request))
-            except (TypeError, ValueError) as exc:  # a value of no JSON type, or NaN
-                raise type(exc)(f"Request {count} cannot be written as JSON: {exc}") from exc
-            file.write(line.encode("utf-8"))
+                line = encode(request if isinstance(request, dict) else dict(request)).encode("utf-8")
+            except TypeError as exc:  # a value of no JSON type
+                raise TypeError(f"Request {count} cannot be written as JSON: {exc}") from exc
+            except (ValueError, RecursionError) as exc:  # NaN, half a surrogate pair, too deep
+                raise ValueError(f"Request {count} cannot be written as JSON: {exc}") from exc
+            file.write(line)
             file.write(b"\n")
     return count
 

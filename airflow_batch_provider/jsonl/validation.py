@@ -23,15 +23,24 @@ refuse when it runs the request, which puts a 400 in the batch's error file.
 Differences from the live API worth knowing: a line that holds only whitespace is a
 problem (``invalid_json_line``), and the message of an unparseable line ends with the
 parser's reason after the live API's sentence.
+
+Lines are parsed with the parser pydantic uses (``pydantic_core.from_json``), as the emulator
+reads them, so that a line the validator accepts is a line the emulator can run. Beyond JSON's
+syntax, it refuses (``invalid_json_line``) what the live API cannot take either: ``NaN`` and
+``Infinity``; numbers too large for a 64-bit float; a ``\\u`` escape of half a surrogate pair
+(no character of its own); and nesting deeper than :data:`~airflow_batch_provider.rules.MAX_JSON_NESTING`.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import re
 from collections.abc import Container
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO
+
+from pydantic_core import from_json
 
 from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.jsonl.files import JSONLSource, open_binary, source_name
@@ -40,6 +49,7 @@ from airflow_batch_provider.rules import (
     EMBEDDINGS_ENDPOINT,
     MAX_EMBEDDING_INPUTS,
     MAX_FILE_BYTES,
+    MAX_JSON_NESTING,
     MAX_REQUESTS,
     SUPPORTED_ENDPOINTS,
     embedding_inputs,
@@ -86,12 +96,50 @@ def missing_field_message(field: str) -> str:
 _REQUIRED_FIELDS = ("custom_id", "method", "url", "body")
 
 
-def _reject_constant(name: str) -> Any:
-    # json accepts NaN and Infinity, which are not JSON and which the API rejects.
-    raise ValueError(f"{name} is not valid JSON")
+# A number with a three-digit exponent, or of 300 digits, may be too large for a float.
+_MAYBE_HUGE_NUMBER = re.compile(rb"\d[eE]\+?\d{3}|\d{300}")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_HALF_A_PAIR = "a \\u escape is half of a surrogate pair, no character on its own,"
+# The parser's words, and ours for them.
+_REASONS = {
+    "recursion limit exceeded": f"nested deeper than {MAX_JSON_NESTING} levels",
+    "unexpected end of hex escape": _HALF_A_PAIR,
+    "lone leading surrogate in hex escape": _HALF_A_PAIR,
+}
+
+
+def parse_line(raw: bytes) -> Any:
+    """One line's JSON value, parsed as the emulator parses it.
+
+    :raises ValueError: the line is not JSON the API takes; the message says why and where
+        (``at column N``).
+    """
+    try:
+        value = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        reason = str(exc).replace(" at line 1 column ", " at column ")
+        for parser_words, ours in _REASONS.items():
+            reason = reason.replace(parser_words, ours)
+        raise ValueError(reason) from None
+    # from_json reads 1e999 as infinity, which no JSON encoder writes back.
+    if _MAYBE_HUGE_NUMBER.search(raw) and not _finite(value):
+        raise ValueError("a number is too large for a 64-bit float")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in ``value`` is finite (walked without recursion)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
 
 
 def _problem(
@@ -187,15 +235,11 @@ class _Checker:
             )
             return
         try:
-            request = _DECODER.decode(text)
+            request = parse_line(raw)
         except ValueError as exc:
             if text.strip():
                 self.count_request(line)
-                # JSONDecodeError's own text says "line 1", which would confuse here.
-                if isinstance(exc, json.JSONDecodeError):
-                    reason = f"{exc.msg} at column {exc.colno}"
-                else:
-                    reason = str(exc)
+                reason = str(exc)
             else:
                 self.blank_lines += 1
                 reason = "the line is empty"

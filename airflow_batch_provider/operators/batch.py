@@ -18,6 +18,7 @@ from airflow_batch_provider.expiry import reading_batch
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.inputs import (
     RequestItem,
+    check_requests,
     file_digest,
     fingerprint,
     infer_endpoint,
@@ -49,6 +50,7 @@ from airflow_batch_provider.utils import (
 )
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context, ObjectStoragePath
 
 __all__ = [
@@ -159,6 +161,25 @@ class OpenAIBatchSubmitOperator(BaseOperator):
     @cached_property
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(conn_id=self.conn_id)
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render, then fail at once (no retries) on requests that cannot be written as JSON.
+
+        Airflow stores the rendered fields before ``execute``; a NaN there fails the try in
+        Airflow itself, as an error worth retrying. (This is the method a mapped task renders
+        through too, unlike ``render_template_fields``.)
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            with fail_on_bad_input(self.task_id):
+                check_requests(self.requests)
 
     def execute(self, context: Context) -> str:
         if self.metadata is not None and not isinstance(self.metadata, Mapping):

@@ -21,6 +21,7 @@ from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.inputs import (
     Limits,
     RequestItem,
+    check_requests,
     file_digest,
     fingerprint,
     prepare_input,
@@ -48,6 +49,7 @@ from airflow_batch_provider.utils import (
 )
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.sdk import Context, ObjectStoragePath
 
 #: XCom key of every batch's page URL (the extra link shows the first, under ``batch_url``).
@@ -123,7 +125,9 @@ class OpenAIBatchOperator(BaseOperator):
     :param validate: check the input before any upload. Default True.
     :param on_input_change: what a retried task does with a part whose input changed:
         ``"resubmit"`` (default) or ``"fail"``.
-    :param cancel_on_kill: cancel live batches when the task is killed or marked failed. Default True.
+    :param cancel_on_kill: cancel live batches when a user stops the task (marks it failed, or
+        kills it while it runs); never when it is cleared or marked success while it waits,
+        so that the next try reattaches to them. Default True.
     """
 
     template_fields: Sequence[str] = (
@@ -209,6 +213,25 @@ class OpenAIBatchOperator(BaseOperator):
     @cached_property
     def hook(self) -> OpenAIBatchHook:
         return OpenAIBatchHook(conn_id=self.conn_id)
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render, then fail at once (no retries) on requests that cannot be written as JSON.
+
+        Airflow stores the rendered fields before ``execute``; a NaN there fails the try in
+        Airflow itself, as an error worth retrying. (This is the method a mapped task renders
+        through too, unlike ``render_template_fields``.)
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            with fail_on_bad_input(self.task_id):
+                check_requests(self.requests)
 
     # -- the run, step by step --
 

@@ -76,10 +76,12 @@ class OpenAIBatchSensor(BaseSensorOperator):
         Airflow's ``[sensors] default_timeout`` (7 days).
     :param allow_partial: succeed with the partial output of an expired or cancelled batch
         instead of failing. Default False.
-    :param cancel_on_kill: cancel the batch when the task is killed or marked failed while
-        waiting (deferred: by the trigger's ``on_kill``, Airflow 3.3+ only; poke mode: by
-        the operator's ``on_kill``; reschedule mode: not possible between pokes).
-        Default True.
+    :param cancel_on_kill: cancel the batch when a user stops the task while it waits (marks it
+        failed); never when the task is cleared or marked success, so that the next try
+        reattaches to the batch, nor when the triggerer restarts. Deferred, the trigger reads
+        the task instance's state to tell (Airflow 3.3+: in ``on_kill``; 3.1 and 3.2: when it is
+        cancelled); poke mode: the operator's ``on_kill``, on any kill of the running task;
+        reschedule mode: not possible between pokes. Default True.
     :param cancel_on_timeout: cancel the batch when the sensor gives up at its ``timeout``,
         so that it stops running (and billing). Default True.
     :param failure_threshold: fail a completed batch when more than this fraction of its

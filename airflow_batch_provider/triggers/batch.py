@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -15,7 +15,10 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.expiry import batch_gone
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import Batch
+from airflow_batch_provider.triggers.kill import TRIGGERER_CALLS_ON_KILL, stopped_by_user
 from airflow_batch_provider.utils import format_progress, is_transient
+
+T = TypeVar("T")
 
 #: Event ``status`` values: the batch ended (whatever its own status), the API refused to
 #: answer for a reason waiting will not fix, or the deadline passed first.
@@ -25,6 +28,32 @@ EVENT_TIMEOUT = "timeout"
 
 #: How long ``on_kill`` may spend cancelling; the triggerer's own bound is 30 s by default.
 CANCEL_TIMEOUT = 20.0
+
+
+async def within(deadline: float | None, read: Awaitable[T]) -> T:
+    """``await read``, given up (``asyncio.TimeoutError``) at ``deadline`` (epoch seconds; None: never).
+
+    A read that hangs, or whose retries run long, must not hold a trigger past its deadline.
+    """
+    if deadline is None:
+        return await read
+    return await asyncio.wait_for(read, max(0.0, deadline - time.time()))
+
+
+async def cancel_batches(trigger: BaseTrigger, hook: OpenAIBatchHook, batch_ids: list[str]) -> None:
+    """Cancel batches of a stopped task; a failure (409: one ended meanwhile) is only logged."""
+
+    async def cancel(batch_id: str) -> None:
+        try:
+            batch = await asyncio.wait_for(hook.acancel_batch(batch_id), CANCEL_TIMEOUT)
+        except (OpenAIBatchAPIError, asyncio.TimeoutError, ValueError) as error:
+            trigger.log.warning("Could not cancel batch %s: %s", batch_id, error)
+        else:
+            trigger.log.info(
+                "Cancelled batch %s: the task was stopped. It is now %s.", batch_id, batch.status
+            )
+
+    await asyncio.gather(*map(cancel, batch_ids))
 
 
 class OpenAIBatchTrigger(BaseTrigger):
@@ -51,11 +80,12 @@ class OpenAIBatchTrigger(BaseTrigger):
     :param batch_id: the batch to wait for.
     :param poll_interval: seconds between two reads of the batch. Default 60.
     :param deadline: absolute time (epoch seconds) after which the trigger gives up with a
-        timeout event. Absolute, so a trigger resumed on another triggerer keeps its
-        original deadline. Default None: wait as long as the batch runs.
-    :param cancel_on_kill: cancel the batch when a user kills, clears or marks the deferred
-        task (``on_kill``, Airflow 3.3+; on older versions the batch keeps running).
-        Default True.
+        timeout event, on time even while a read hangs. Absolute, so a trigger resumed on
+        another triggerer keeps its original deadline. Default None: wait as long as the
+        batch runs.
+    :param cancel_on_kill: cancel the batch when a user stops the deferred task (marks it
+        failed); never when it is cleared or marked success, nor when the triggerer restarts
+        (see :mod:`airflow_batch_provider.triggers.kill`). Default True.
     """
 
     def __init__(
@@ -103,6 +133,15 @@ class OpenAIBatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async for event in self._wait():
+                yield event
+        except asyncio.CancelledError:
+            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL and await stopped_by_user(self):
+                await cancel_batches(self, self.hook, [self.batch_id])
+            raise
+
+    async def _wait(self) -> AsyncIterator[TriggerEvent]:
         batch: Batch | None = None
         # After a transient error the next read comes sooner, doubling up to poll_interval.
         retry_delay = min(1.0, self.poll_interval)
@@ -119,7 +158,10 @@ class OpenAIBatchTrigger(BaseTrigger):
             # Polls start every poll_interval, however long a read waits for its turn.
             poll_started = time.monotonic()
             try:
-                batch = await self.hook.aget_batch(self.batch_id)
+                batch = await within(self.deadline, self.hook.aget_batch(self.batch_id))
+            except asyncio.TimeoutError:
+                yield self._timeout_event(batch)
+                return
             except OpenAIBatchAPIError as error:
                 if not is_transient(error):
                     message = _stop_message(self.batch_id, error)
@@ -137,12 +179,15 @@ class OpenAIBatchTrigger(BaseTrigger):
                 retry_delay = min(1.0, self.poll_interval)
 
             if self.deadline is not None and time.time() >= self.deadline:
-                status = batch.status if batch is not None else "unknown"
-                yield self._event(
-                    EVENT_TIMEOUT, f"Batch {self.batch_id} is still {status} at the sensor's deadline.", batch
-                )
+                yield self._timeout_event(batch)
                 return
             await asyncio.sleep(self._until_deadline(delay))
+
+    def _timeout_event(self, batch: Batch | None) -> TriggerEvent:
+        status = batch.status if batch is not None else "unknown"
+        return self._event(
+            EVENT_TIMEOUT, f"Batch {self.batch_id} is still {status} at the sensor's deadline.", batch
+        )
 
     def _until_deadline(self, seconds: float) -> float:
         """``seconds``, or less if the deadline comes sooner (0 once it has passed)."""
@@ -151,16 +196,9 @@ class OpenAIBatchTrigger(BaseTrigger):
         return max(0.0, min(seconds, self.deadline - time.time()))
 
     async def on_kill(self) -> None:
-        """Cancel the batch when a user kills the deferred task (Airflow 3.3+)."""
-        if not self.cancel_on_kill:
-            return
-        try:
-            batch = await asyncio.wait_for(self.hook.acancel_batch(self.batch_id), CANCEL_TIMEOUT)
-        except (OpenAIBatchAPIError, asyncio.TimeoutError, ValueError) as error:
-            # 409: the batch ended before the cancel arrived; nothing left to stop.
-            self.log.warning("Could not cancel batch %s: %s", self.batch_id, error)
-        else:
-            self.log.info("Cancelled batch %s on kill: it is now %s.", self.batch_id, batch.status)
+        """Airflow 3.3+, on a user's action: cancel the batch only if the task was stopped, not cleared."""
+        if self.cancel_on_kill and await stopped_by_user(self):
+            await cancel_batches(self, self.hook, [self.batch_id])
 
 
 def _stop_message(batch_id: str, error: OpenAIBatchAPIError) -> str:
@@ -213,8 +251,9 @@ class OpenAIBatchesTrigger(BaseTrigger):
         timeout event; default None: no deadline.
     :param not_before: absolute time (epoch seconds) before which the event does not fire,
         even when every batch is terminal; default None.
-    :param cancel_on_kill: cancel every batch not yet terminal when a user kills or marks
-        the deferred task (``on_kill``, Airflow 3.3+). Default True.
+    :param cancel_on_kill: cancel every batch not yet terminal when a user stops the deferred
+        task (marks it failed); never when it is cleared or marked success, nor when the
+        triggerer restarts (see :mod:`airflow_batch_provider.triggers.kill`). Default True.
     :param state: what the task needs to go on (JSON, no secret), handed back in the event.
         It travels with the trigger because ``dag.test()`` drops ``defer(kwargs=...)``.
     """
@@ -303,6 +342,15 @@ class OpenAIBatchesTrigger(BaseTrigger):
         return transient, None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async for event in self._wait():
+                yield event
+        except asyncio.CancelledError:
+            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL and await stopped_by_user(self):
+                await cancel_batches(self, self.hook, self._unfinished())
+            raise
+
+    async def _wait(self) -> AsyncIterator[TriggerEvent]:
         retry_delay = min(1.0, self.poll_interval)
         while True:
             poll_started = time.monotonic()
@@ -313,7 +361,11 @@ class OpenAIBatchesTrigger(BaseTrigger):
                 except Exception as error:  # no such connection, or one the hook cannot use
                     yield self._event(EVENT_ERROR, f"Cannot use connection {self.conn_id!r}: {error}")
                     return
-                transient, stop = await self._poll()
+                try:
+                    transient, stop = await within(self.deadline, self._poll())
+                except asyncio.TimeoutError:
+                    yield self._timeout_event()
+                    return
                 if stop is not None:
                     yield self._event(EVENT_ERROR, *stop)
                     return
@@ -331,10 +383,13 @@ class OpenAIBatchesTrigger(BaseTrigger):
                     min(1.0, self.poll_interval),
                 )
             if self.deadline is not None and now >= self.deadline:
-                running = len(self._unfinished())
-                yield self._event(EVENT_TIMEOUT, f"{running} batch(es) still running at the deadline.")
+                yield self._timeout_event()
                 return
             await asyncio.sleep(self._until_deadline(delay))
+
+    def _timeout_event(self) -> TriggerEvent:
+        running = len(self._unfinished())
+        return self._event(EVENT_TIMEOUT, f"{running} batch(es) still running at the deadline.")
 
     def _until_deadline(self, seconds: float) -> float:
         if self.deadline is None:
@@ -342,16 +397,6 @@ class OpenAIBatchesTrigger(BaseTrigger):
         return max(0.0, min(seconds, self.deadline - time.time()))
 
     async def on_kill(self) -> None:
-        """Cancel every batch not yet terminal when a user kills the deferred task (Airflow 3.3+)."""
-        if not self.cancel_on_kill:
-            return
-
-        async def cancel(batch_id: str) -> None:
-            try:
-                batch = await asyncio.wait_for(self.hook.acancel_batch(batch_id), CANCEL_TIMEOUT)
-            except (OpenAIBatchAPIError, asyncio.TimeoutError, ValueError) as error:
-                self.log.warning("Could not cancel batch %s: %s", batch_id, error)
-            else:
-                self.log.info("Cancelled batch %s on kill: it is now %s.", batch_id, batch.status)
-
-        await asyncio.gather(*map(cancel, self._unfinished()))
+        """Airflow 3.3+, on a user's action: cancel the live batches only if the task was stopped."""
+        if self.cancel_on_kill and await stopped_by_user(self):
+            await cancel_batches(self, self.hook, self._unfinished())

@@ -81,17 +81,27 @@ def test_ids_cannot_reach_another_endpoint(server, client):
     assert client.get_batch("a/../files").id == "a/../files"
 
 
+@pytest.mark.parametrize("batch_id", ["..", ".", ""])
+def test_dot_ids_are_refused_before_they_reach_another_path(server, client, batch_id):
+    for call in (client.get_batch, client.cancel_batch, client.delete_file, client.get_file):
+        with pytest.raises(ValueError, match="is not an id"):
+            call(batch_id)
+    assert server.received() == []
+
+
 def test_create_batch_sends_every_field(server, client):
     server.script("POST", "/batches", Reply(json=batch_json(status="validating")))
 
     client.create_batch("file-in", "/v1/embeddings", metadata={"run": "r1"}, output_expires_after=3600)
 
     body = json.loads(server.received()[0].body)
+    token = body["metadata"]["batch_create_token"]
+    assert len(token) == 32
     assert body == {
         "input_file_id": "file-in",
         "endpoint": "/v1/embeddings",
         "completion_window": "24h",
-        "metadata": {"run": "r1"},
+        "metadata": {"run": "r1", "batch_create_token": token},
         "output_expires_after": {"anchor": "created_at", "seconds": 3600},
     }
 
@@ -387,6 +397,7 @@ def test_upload_of_a_pipe_goes_out_chunked(server, client):
 
 def test_download_writes_the_whole_file(server, client, tmp_path):
     content = b'{"custom_id": "a"}\n' * 5000
+    server.script("GET", "/files/file-out", Reply(json=file_json("file-out", bytes=len(content))))
     server.script("GET", "/files/file-out/content", Reply(body=content))
 
     written = client.download_file("file-out", tmp_path)
@@ -403,7 +414,7 @@ def test_a_download_cut_mid_file_leaves_nothing_behind(server, tmp_path):
     server.script("GET", "/files/file-out/content", Reply(body=b"x" * 100_000, cut_after=30_000))
 
     with pytest.raises(OpenAIBatchAPIError, match="GET /files/file-out/content"):
-        client.download_file("file-out", dest)
+        client.download_file("file-out", dest, expected_bytes=100_000)
 
     assert dest.read_bytes() == b"previous results\n"
     assert os.listdir(tmp_path) == ["results.jsonl"]
@@ -418,6 +429,8 @@ def test_a_download_cut_once_is_retried_whole(server, client, tmp_path):
         Reply(body=content, cut_after=1000),
         Reply(body=content),
     )
+
+    server.script("GET", "/files/file-out", Reply(json=file_json("file-out", bytes=len(content))))
 
     written = client.download_file("file-out", tmp_path / "out.jsonl")
 

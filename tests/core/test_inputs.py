@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_batch_provider.exceptions import BatchInputError
 from airflow_batch_provider.inputs import (
     Limits,
     fingerprint,
@@ -69,11 +70,32 @@ def test_an_item_of_another_type_is_named() -> None:
         list(normalize([chat_request("a"), 7], "/v1/chat/completions"))  # type: ignore[list-item]
 
 
-def test_nan_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="Request 1 cannot be written as JSON"):
-        write_requests_file(
-            [chat_request("a", temperature=float("nan"))], tmp_path / "x.jsonl", "/v1/chat/completions", None
-        )
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (float("nan"), "it holds NaN or an infinity"),
+        (float("inf"), "it holds NaN or an infinity"),
+        ("\ud800", "half of a surrogate pair"),
+        (object(), "is not JSON serializable"),
+        ("deep", "nested too deeply"),
+    ],
+    ids=["nan", "infinity", "lone-surrogate", "object", "deep"],
+)
+def test_requests_that_are_not_json_are_named_by_their_line(tmp_path: Path, value: Any, why: str) -> None:
+    if value == "deep":
+        value = []
+        for _ in range(100_000):
+            value = [value]
+    requests = [chat_request("a"), chat_request("b", temperature=value), 7, chat_request("d")]
+
+    with pytest.raises(BatchInputError) as caught:
+        write_requests_file(requests, tmp_path / "x.jsonl", "/v1/chat/completions", None)  # type: ignore[arg-type]
+
+    (bad, wrong_type) = caught.value.errors
+    assert (bad.line, bad.code) == (2, "invalid_json_line")
+    assert why in bad.message
+    assert (wrong_type.line, wrong_type.code) == (3, "invalid_type")
+    assert "Request 3 is int" in wrong_type.message
 
 
 def test_the_endpoint_comes_from_the_first_request() -> None:

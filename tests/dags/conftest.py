@@ -28,6 +28,8 @@ class DagResult:
     xcoms: dict[tuple[str, str], Any]
     output: str
     mapped: dict[tuple[str, str], dict[int, Any]]
+    tries: dict[str, int]
+    """How many tries each task instance made (by task id; mapped ones: the most of any index)."""
 
     def xcom(self, task_id: str, key: str = "return_value") -> Any:
         return self.xcoms.get((task_id, key))
@@ -59,7 +61,11 @@ def run_dag(
             dag_run = dag.test()
         captured = capfd.readouterr()
         with create_session() as session:
-            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+            instances = dag_run.get_task_instances(session=session)
+            states = {ti.task_id: str(ti.state) for ti in instances}
+            tries: dict[str, int] = {}
+            for ti in instances:
+                tries[ti.task_id] = max(tries.get(ti.task_id, 0), ti.try_number)
             rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id)).all()
             xcoms = {(row.task_id, row.key): XComModel.deserialize_value(row) for row in rows}
             mapped: dict[tuple[str, str], dict[int, Any]] = {}
@@ -70,7 +76,8 @@ def run_dag(
         # Show the run's output in pytest's report when a test fails.
         sys.stdout.write(captured.out)
         sys.stderr.write(captured.err)
-        return DagResult(str(dag_run.state), states, xcoms, captured.out + captured.err + caplog.text, mapped)
+        output = captured.out + captured.err + caplog.text
+        return DagResult(str(dag_run.state), states, xcoms, output, mapped, tries)
 
     return run
 

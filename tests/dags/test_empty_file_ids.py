@@ -49,9 +49,13 @@ def test_every_path_treats_an_empty_file_id_as_absent(run_dag, monkeypatch) -> N
         server.script("POST", "/files", Reply(json=file_json("file-in")))
         server.script("POST", "/batches", Reply(json=batch_json("batch_run", "validating")))
         server.script("GET", "/batches/batch_run", completed("batch_run", "file-run", "", COUNTS_OK))
-        server.script("GET", "/files/file-out/content", Reply(body=result_lines(True, "a", "b")))
-        server.script("GET", "/files/file-err/content", Reply(body=result_lines(False, "a", "b")))
-        server.script("GET", "/files/file-run/content", Reply(body=result_lines(True, "r0", "r1")))
+        for file_id, content in (
+            ("file-out", result_lines(True, "a", "b")),
+            ("file-err", result_lines(False, "a", "b")),
+            ("file-run", result_lines(True, "r0", "r1")),
+        ):  # a download reads the file's size first, then its content
+            server.script("GET", f"/files/{file_id}", Reply(json=file_json(file_id, bytes=len(content))))
+            server.script("GET", f"/files/{file_id}/content", Reply(body=content))
         set_connection(
             monkeypatch, "scripted", conn_type="openai_batch", host=server.base_url, password="sk-scripted"
         )
@@ -75,7 +79,7 @@ def test_every_path_treats_an_empty_file_id_as_absent(run_dag, monkeypatch) -> N
 
         result = run_dag(dag)
 
-        downloads = [request.path for request in server.received("GET") if request.path.startswith("/files/")]
+        downloads = [request.path for request in server.received("GET") if request.path.endswith("/content")]
 
     assert result.state == "success", result.states
     assert result.xcom("ok") == "file-out"

@@ -28,10 +28,11 @@ DOWNLOADS = 10
 
 
 def slow_downloads(server: Any) -> Any:
-    """Delay every download; return a function that says how many downloads were tried."""
+    """Delay every read of a file (its size, then its content); return a function that says how many
+    were tried."""
     rules = set_faults(
         server,
-        [{"method": "GET", "path": "/v1/files/*/content", "latency": SLOW_DOWNLOAD, "count": DOWNLOADS}],
+        [{"method": "GET", "path": "/v1/files/*", "latency": SLOW_DOWNLOAD, "count": DOWNLOADS}],
     )
     return lambda: DOWNLOADS - rules()[0]["count"]
 
@@ -81,7 +82,9 @@ def test_the_one_task_operator_fails_once_when_the_files_expired(
     assert " of batch batch_" in result.output
     assert "is gone (HTTP 404)" in result.output
     assert "by default (output_expires_after changes it); the batch ended at " in result.output
-    assert downloads() == 2  # the kept batch's output, then one try of the other's
+    assert (
+        downloads() == 3
+    )  # the kept batch's output (its size, then its content), then one try of the other's
     assert_no_secret(result, server)
 
 

@@ -52,7 +52,10 @@ def test_deferred_success(run_dag, make_emulator, emulator_conn, assert_no_secre
         "airflow_task_id": "submit",
         "airflow_map_index": "-1",
         "airflow_input_sha256": batch["metadata"]["airflow_input_sha256"],
+        "batch_create_token": batch["metadata"]["batch_create_token"],  # the client's, for its retries
     }
+    # The user's key, the run identity (4) and fingerprint (no part slot for a lone batch), the token.
+    assert len(batch["metadata"]) == 1 + 5 + 1
     assert batch["metadata"]["airflow_input_sha256"].startswith("sha256:")
     assert result.xcom("submit", "input_file_id") == batch["input_file_id"]
     assert result.xcom("wait") == batch["output_file_id"]

@@ -168,7 +168,7 @@ def test_connection_with_a_bad_key(server, monkeypatch):
     ok, message = OpenAIBatchHook("bad_key").test_connection()
 
     assert not ok
-    assert "Check the API key of connection 'bad_key'" in message
+    assert "Check the API key of this connection" in message
     assert API_KEY not in message
     assert len(server.received()) == 1
 
@@ -180,7 +180,7 @@ def test_connection_with_a_wrong_base_url(server, monkeypatch):
 
     assert not ok
     assert "HTTP 404" in message
-    assert "Base URL of connection 'bad_url'" in message
+    assert "Base URL of this connection" in message
 
 
 def test_connection_to_nowhere(monkeypatch):
@@ -193,13 +193,32 @@ def test_connection_to_nowhere(monkeypatch):
 
     assert not ok
     assert "Connection refused" in message
-    assert "Base URL of connection 'nowhere'" in message
+    assert "Base URL of this connection" in message
 
 
 def test_connection_that_does_not_exist():
     ok, message = OpenAIBatchHook("no_such_connection").test_connection()
     assert not ok
     assert "no_such_connection" in message
+
+
+def test_a_test_never_names_airflows_temporary_connection_id(server, monkeypatch):
+    """Airflow tests a form's fields under a random id, e.g. 'mt5YyHSi': the user never chose it."""
+    set_connection(
+        monkeypatch, "mt5YyHSi", conn_type="openai_batch", host=server.base_url, extra={"timeout": "soon"}
+    )
+    ok, bad_extra = OpenAIBatchHook("mt5YyHSi").test_connection()
+    assert not ok
+    assert bad_extra.startswith("This connection cannot be used: extra 'timeout'")
+
+    set_connection(monkeypatch, "mt5YyHSi", conn_type="openai_batch", host=server.base_url, password=API_KEY)
+    server.script("GET", "/batches", api_error(401, "Incorrect API key provided."))
+    ok, bad_key = OpenAIBatchHook("mt5YyHSi").test_connection()
+    assert not ok
+    assert "Check the API key of this connection" in bad_key
+
+    for message in (bad_extra, bad_key):
+        assert "mt5YyHSi" not in message
 
 
 def test_the_official_openai_connection_shape_works(server, monkeypatch):

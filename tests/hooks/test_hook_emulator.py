@@ -169,7 +169,7 @@ def test_a_wrong_key_and_the_batch_page(emulator, monkeypatch):
     ok, message = hook.test_connection()
 
     assert not ok
-    assert "Check the API key of connection 'emu_wrong_key'" in message
+    assert "Check the API key of this connection" in message
     assert "sk-wrong-key-123" not in message
     page = hook.batch_page_url("batch_x")
     assert page is not None

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,9 +26,15 @@ class Reply:
     :param json: a body to send as JSON.
     :param body: raw body bytes (instead of ``json``).
     :param headers: extra headers.
-    :param cut_after: announce the whole body's length, send this many bytes, then drop
-        the connection.
+    :param cut_after: send this many bytes of the body, then drop the connection.
     :param delay: seconds to wait before answering (to trip the client's timeout).
+    :param framing: ``"length"`` announces the body's length (``Content-Length``);
+        ``"close"`` announces nothing and ends the body by closing the connection.
+    :param trickle: seconds to wait between two pieces of the answer (0: send at once).
+    :param trickle_chunk: bytes in each trickled piece (default 1).
+    :param trickle_head: trickle the status line and headers too, not only the body.
+    :param no_answer: read the request, then close the connection without a byte of answer
+        (what a server closing an idle kept-alive connection looks like to the client).
     """
 
     status: int = 200
@@ -36,6 +43,11 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     cut_after: int | None = None
     delay: float = 0.0
+    framing: str = "length"
+    trickle: float = 0.0
+    trickle_chunk: int = 1
+    trickle_head: bool = False
+    no_answer: bool = False
 
     def payload(self) -> bytes:
         if self.body is not None:
@@ -79,18 +91,26 @@ class ScriptedServer:
         self.requests: list[Recorded] = []
         self.max_in_flight = 0
         self._in_flight = 0
-        self._scripts: dict[tuple[str, str], deque[Reply]] = defaultdict(deque)
+        self._scripts: dict[tuple[str, str], deque[Reply | Callable[[Recorded], Reply]]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
-    def base_url(self) -> str:
+    def url_root(self) -> str:
+        """``http://127.0.0.1:PORT``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}"
 
-    def script(self, method: str, path: str, *replies: Reply) -> None:
-        """Answer ``method path`` with ``replies`` in order; the last one repeats."""
+    @property
+    def base_url(self) -> str:
+        return f"{self.url_root}/v1"
+
+    def script(self, method: str, path: str, *replies: Reply | Callable[[Recorded], Reply]) -> None:
+        """Answer ``method path`` with ``replies`` in order; the last one repeats.
+
+        A reply may be a function of the request being answered, returning the reply.
+        """
         with self._lock:
             self._scripts[(method, path)] = deque(replies)
 
@@ -112,12 +132,13 @@ class ScriptedServer:
         self._server.server_close()
         self._thread.join()
 
-    def _next_reply(self, method: str, path: str) -> Reply:
+    def _next_reply(self, method: str, path: str, request: Recorded) -> Reply:
         with self._lock:
             replies = self._scripts.get((method, path))
             if not replies:
                 return api_error(404, f"No route scripted for {method} {path}")
-            return replies.popleft() if len(replies) > 1 else replies[0]
+            reply = replies.popleft() if len(replies) > 1 else replies[0]
+        return reply if isinstance(reply, Reply) else reply(request)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -145,22 +166,21 @@ class ScriptedServer:
                 url = urlsplit(self.path)
                 path = url.path.removeprefix("/v1")
                 body = self._read_body()
+                recorded = Recorded(
+                    self.command,
+                    path,
+                    parse_qs(url.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    self.client_address[1],
+                    time.monotonic(),
+                )
                 with server._lock:
-                    server.requests.append(
-                        Recorded(
-                            self.command,
-                            path,
-                            parse_qs(url.query),
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                            self.client_address[1],
-                            time.monotonic(),
-                        )
-                    )
+                    server.requests.append(recorded)
                     server._in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server._in_flight)
                 try:
-                    self._reply(server._next_reply(self.command, path))
+                    self._reply(server._next_reply(self.command, path, recorded))
                 finally:
                     with server._lock:
                         server._in_flight -= 1
@@ -168,19 +188,35 @@ class ScriptedServer:
             def _reply(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
-                payload = reply.payload()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                if reply.cut_after is None:
-                    self.wfile.write(payload)
+                if reply.no_answer:
+                    self.close_connection = True
                     return
-                self.wfile.write(payload[: reply.cut_after])
-                self.wfile.flush()
-                self.close_connection = True
+                payload = reply.payload()
+                head = [f"HTTP/1.1 {reply.status} Scripted", "Content-Type: application/json"]
+                if reply.framing == "length":
+                    head.append(f"Content-Length: {len(payload)}")
+                else:
+                    head.append("Connection: close")
+                head += [f"{name}: {value}" for name, value in reply.headers.items()]
+                head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode()
+                body = payload if reply.cut_after is None else payload[: reply.cut_after]
+                try:
+                    self._write(head_bytes, reply.trickle if reply.trickle_head else 0.0, reply.trickle_chunk)
+                    self._write(body, reply.trickle, reply.trickle_chunk)
+                except OSError:  # the client gave up and closed its end
+                    pass
+                if reply.cut_after is not None or reply.framing != "length":
+                    self.close_connection = True
+
+            def _write(self, data: bytes, trickle: float, chunk: int) -> None:
+                if not trickle:
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    return
+                for position in range(0, len(data), chunk):
+                    self.wfile.write(data[position : position + chunk])
+                    self.wfile.flush()
+                    time.sleep(trickle)
 
             do_GET = do_POST = do_DELETE = _handle
 
