@@ -147,8 +147,12 @@ class OpenAIBatchTrigger(BaseTrigger):
         retry_delay = min(1.0, self.poll_interval)
         # The first read waits a random part of poll_interval (the sensor has just looked), so
         # that triggers started together, as after a triggerer restart, poll spread out over
-        # the interval rather than all at once, every interval.
-        await asyncio.sleep(random.uniform(0, self._until_deadline(self.poll_interval)))
+        # the interval rather than all at once, every interval; and within the first half of
+        # the time left before the deadline, so that the read itself fits before it.
+        spread = self.poll_interval
+        if self.deadline is not None:
+            spread = min(spread, max(self.deadline - time.time(), 0.0) / 2)
+        await asyncio.sleep(random.uniform(0, spread))
         while True:
             try:
                 await self.hook.aget_settings()
