@@ -34,7 +34,7 @@ syntax, it refuses (``invalid_json_line``) what the live API cannot take either:
 from __future__ import annotations
 
 import math
-import re
+from array import array
 from collections.abc import Container
 from dataclasses import dataclass
 from enum import Enum
@@ -96,8 +96,15 @@ def missing_field_message(field: str) -> str:
 _REQUIRED_FIELDS = ("custom_id", "method", "url", "body")
 
 
-# A number with a three-digit exponent, or of 300 digits, may be too large for a float.
-_MAYBE_HUGE_NUMBER = re.compile(rb"\d[eE]\+?\d{3}|\d{300}")
+# A number with a three-digit exponent, or of 300 digits, may be too large for a float. Seen
+# with every digit as 9 (and E as e), each is a substring: cheaper to find than by a regex.
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789E", b"9999999999e")
+_HUGE_NUMBER_SHAPES = (b"9e999", b"9e+999", b"9" * 300)
+
+
+def _maybe_huge_number(raw: bytes) -> bool:
+    shape = raw.translate(_DIGITS_AS_NINES)
+    return any(part in shape for part in _HUGE_NUMBER_SHAPES)
 
 
 _HALF_A_PAIR = "a \\u escape is half of a surrogate pair, no character on its own,"
@@ -123,7 +130,7 @@ def parse_line(raw: bytes) -> Any:
             reason = reason.replace(parser_words, ours)
         raise ValueError(reason) from None
     # from_json reads 1e999 as infinity, which no JSON encoder writes back.
-    if _MAYBE_HUGE_NUMBER.search(raw) and not _finite(value):
+    if _maybe_huge_number(raw) and not _finite(value):
         raise ValueError("a number is too large for a 64-bit float")
     return value
 
@@ -179,6 +186,71 @@ def endpoint_problem(endpoint: str) -> BatchError | None:
     )
 
 
+class _DuplicateIds:
+    """Finds the ``custom_id``s used twice, exactly, in memory that stays small at any size.
+
+    The first :data:`EXACT_IDS` ids (a whole batch's worth) are kept in a dict, which names a
+    duplicate at once. Past that (the million requests an ``OpenAIBatchOperator`` validates before
+    splitting them), the dict would cost about 100 bytes an id; instead each id's 64-bit hash goes
+    into a flat array (8 bytes), and :meth:`late_duplicates` sorts the hashes once the file is
+    read and reads the file again for the lines behind any hash seen twice.
+
+    :param rereadable: the file can be read again; otherwise the dict is kept at any size.
+    """
+
+    EXACT_IDS = 50_000
+
+    def __init__(self, rereadable: bool) -> None:
+        self.first_line: dict[str, int] | None = {}
+        self.hashes = array("q")
+        self.rereadable = rereadable
+        self.exact_until = 0
+        """The last line whose duplicates were named at once."""
+
+    def see(self, custom_id: str, line: int) -> int | None:
+        """The first line of ``custom_id`` if it is a duplicate known now, else None."""
+        if self.first_line is None:
+            self.hashes.append(hash(custom_id))
+            return None
+        first = self.first_line.setdefault(custom_id, line)
+        self.exact_until = line
+        if len(self.first_line) > self.EXACT_IDS and self.rereadable:
+            self.hashes.extend(hash(known) for known in self.first_line)
+            self.first_line = None
+        return first if first != line else None
+
+    def late_duplicates(self, file: BinaryIO) -> list[tuple[int, str, int]]:
+        """``(line, custom_id, first line)`` of the duplicates past :data:`EXACT_IDS` (the file
+        read again from where ``file`` is)."""
+        if self.first_line is not None:
+            return []
+        twice, previous = set(), None
+        for key in sorted(self.hashes):
+            if key == previous:
+                twice.add(key)
+            previous = key
+        self.hashes = array("q")
+        found: list[tuple[int, str, int]] = []
+        firsts: dict[str, int] = {}
+        for line, raw in enumerate(file, start=1) if twice else ():
+            request = _json_object(raw)
+            custom_id = request.get("custom_id") if request is not None else None
+            if type(custom_id) is str and custom_id and hash(custom_id) in twice:
+                first = firsts.setdefault(custom_id, line)
+                if first != line and line > self.exact_until:
+                    found.append((line, custom_id, first))
+        return found
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """A line's JSON object, or None when it is no valid JSON object."""
+    try:
+        value = parse_line(raw)
+    except ValueError:
+        return None
+    return value if type(value) is dict else None
+
+
 class _Checker:
     """The per-line rules of an input file; one instance checks one file."""
 
@@ -202,16 +274,23 @@ class _Checker:
         self.size = 0
         self.embedding_inputs = 0
         self.blank_lines = 0
-        self.first_line_of_id: dict[str, int] = {}
+        self.duplicates = _DuplicateIds(rereadable=False)
         self.first_line_of_model: dict[str, int] = {}
 
     def check_file(self, file: BinaryIO) -> None:
         bad_endpoint = endpoint_problem(self.endpoint)
         if bad_endpoint is not None:
             self.problems.append(bad_endpoint)
+        start = file.tell() if file.seekable() else None
+        self.duplicates = _DuplicateIds(rereadable=start is not None)
         line = 0
         for line, raw in enumerate(file, start=1):
             self.check_line(line, raw)
+        if start is not None and self.duplicates.first_line is None:
+            file.seek(start)
+            for duplicate in self.duplicates.late_duplicates(file):
+                self.add_duplicate(*duplicate)
+            self.problems.sort(key=lambda problem: problem.line or 0)
         if line == self.blank_lines:
             # No line but blank ones: one problem for the file, not one per blank line.
             self.problems = [problem for problem in self.problems if problem.line is None]
@@ -223,20 +302,22 @@ class _Checker:
     def check_line(self, line: int, raw: bytes) -> None:
         self.check_size(line, raw)
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.count_request(line)
-            self.add(
-                ProblemCode.INVALID_ENCODING,
-                f"This line is not valid UTF-8: byte {exc.start + 1} is {raw[exc.start : exc.start + 1]!r}. "
-                "Save the file as UTF-8.",
-                None,
-                line,
-            )
-            return
-        try:
             request = parse_line(raw)
         except ValueError as exc:
+            # Only a line the parser refused is decoded again, to say whether its bytes are the cause.
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                self.count_request(line)
+                byte = raw[bad.start : bad.start + 1]
+                self.add(
+                    ProblemCode.INVALID_ENCODING,
+                    f"This line is not valid UTF-8: byte {bad.start + 1} is {byte!r}. "
+                    "Save the file as UTF-8.",
+                    None,
+                    line,
+                )
+                return
             if text.strip():
                 self.count_request(line)
                 reason = str(exc)
@@ -330,15 +411,18 @@ class _Checker:
                     line,
                 )
             return
-        first = self.first_line_of_id.setdefault(custom_id, line)
-        if first != line:
-            self.add(
-                ProblemCode.DUPLICATE_CUSTOM_ID,
-                f"The custom_id {custom_id!r} is already used on line {first}; "
-                "each request of a batch needs its own custom_id.",
-                "custom_id",
-                line,
-            )
+        first = self.duplicates.see(custom_id, line)
+        if first is not None:
+            self.add_duplicate(line, custom_id, first)
+
+    def add_duplicate(self, line: int, custom_id: str, first: int) -> None:
+        self.add(
+            ProblemCode.DUPLICATE_CUSTOM_ID,
+            f"The custom_id {custom_id!r} is already used on line {first}; "
+            "each request of a batch needs its own custom_id.",
+            "custom_id",
+            line,
+        )
 
     def check_body(self, line: int, body: dict[str, Any], fields: bool) -> None:
         model = body.get("model")

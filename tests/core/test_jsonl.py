@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -626,3 +627,42 @@ def test_read_results_streams_and_names_the_bad_line(make_file):
 def test_read_results_names_a_line_that_is_not_json(make_file):
     with pytest.raises(ValueError, match=r"results.jsonl, line 1: not a valid BatchResult"):
         list(read_results(make_file("oops", name="results.jsonl")))
+
+
+@pytest.mark.parametrize("exact_ids", [1_000, 10], ids=["dict", "hashes-past-the-dict"])
+def test_duplicates_are_named_exactly_at_any_size(tmp_path: Path, monkeypatch, exact_ids: int) -> None:
+    from airflow_batch_provider.jsonl import validation
+
+    monkeypatch.setattr(validation._DuplicateIds, "EXACT_IDS", exact_ids)
+    requests = [chat_request(n) for n in range(40)]
+    for line, first in ((8, 3), (25, 12), (40, 21)):  # lines are 1-based
+        requests[line - 1] = {**requests[line - 1], "custom_id": requests[first - 1]["custom_id"]}
+    requests[30] = {**requests[30], "url": "/v1/embeddings"}  # another problem, between them
+    path = tmp_path / "requests.jsonl"
+    write_requests(requests, path)
+
+    problems = find_problems(path, CHAT)
+
+    assert [(p.line, p.code) for p in problems] == [
+        (8, "duplicate_custom_id"),
+        (25, "duplicate_custom_id"),
+        (31, "invalid_url"),
+        (40, "duplicate_custom_id"),
+    ]
+    assert "already used on line 12" in (problems[1].message or "")
+    assert "already used on line 21" in (problems[3].message or "")
+
+
+def test_duplicates_in_a_stream_that_cannot_be_read_again(tmp_path: Path, monkeypatch) -> None:
+    from airflow_batch_provider.jsonl import validation
+
+    monkeypatch.setattr(validation._DuplicateIds, "EXACT_IDS", 5)
+    requests = [chat_request(n) for n in range(20)]
+    requests[15] = {**requests[15], "custom_id": requests[2]["custom_id"]}
+    read, write = os.pipe()
+    with os.fdopen(write, "wb") as out:
+        write_requests(requests, out)
+    with os.fdopen(read, "rb") as stream:
+        problems = find_problems(stream, CHAT)
+
+    assert [(p.line, p.code) for p in problems] == [(16, "duplicate_custom_id")]
