@@ -27,19 +27,15 @@ from airflow_batch_provider.jsonl import (
     write_requests,
 )
 from airflow_batch_provider.models import BatchError, BatchRequest
+from tests.support.requests import chat_request as support_chat_request
 
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 
 
 def chat_request(n: int, **changes: Any) -> dict[str, Any]:
-    """A valid chat-completions request line; ``changes`` replace (or, set to ..., drop) fields."""
-    request: dict[str, Any] = {
-        "custom_id": f"req-{n}",
-        "method": "POST",
-        "url": CHAT,
-        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Question {n}?"}]},
-    }
+    """The shared chat request ``req-<n>``; ``changes`` replace (or, set to ..., drop) its fields."""
+    request = support_chat_request(f"req-{n}", f"Question {n}?")
     for key, value in changes.items():
         if value is ...:
             del request[key]

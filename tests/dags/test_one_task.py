@@ -297,11 +297,19 @@ def test_output_type_validates_structured_answers_and_tool_call_arguments(
     tool = {"type": "function", "function": {"name": "forecast", "parameters": Forecast.model_json_schema()}}
     asked = [{"role": "user", "content": "Forecast for Lyon, in JSON"}]
     requests = [
-        {"custom_id": "json", "body": {"model": "gpt-4o-mini", "messages": asked, "response_format": {
-            "type": "json_schema", "json_schema": schema}}},
-        {"custom_id": "tool", "body": {"model": "gpt-4o-mini", "messages": asked, "tools": [tool],
-                                       "tool_choice": "required"}},
-    ]  # fmt: skip
+        {
+            "custom_id": "json",
+            "body": {
+                "model": "gpt-4o-mini",
+                "messages": asked,
+                "response_format": {"type": "json_schema", "json_schema": schema},
+            },
+        },
+        {
+            "custom_id": "tool",
+            "body": {"model": "gpt-4o-mini", "messages": asked, "tools": [tool], "tool_choice": "required"},
+        },
+    ]
     with DAG("one_task_output_type", schedule=None, start_date=START) as dag:
         OpenAIBatchOperator(
             task_id="run", requests=requests, output_type=Forecast, return_results=True, **QUICK

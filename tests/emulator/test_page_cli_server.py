@@ -75,12 +75,29 @@ def test_page_without_api_key(make_emulator) -> None:  # type: ignore[no-untyped
 def test_cli_arguments_become_settings(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         [
-            "--port", "0", "--data-dir", str(tmp_path), "--api-key", "sk-cli",
-            "--completion-window-seconds", "5", "--request-delay", "0", "--concurrency", "3",
-            "--fault", "GET /v1/batches/*:429:count=2", "--fault-seed", "7", "--enable-admin",
-            "--upstream", "http://127.0.0.1:1/v1", "--upstream-api-key", "sk-up",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--api-key",
+            "sk-cli",
+            "--completion-window-seconds",
+            "5",
+            "--request-delay",
+            "0",
+            "--concurrency",
+            "3",
+            "--fault",
+            "GET /v1/batches/*:429:count=2",
+            "--fault-seed",
+            "7",
+            "--enable-admin",
+            "--upstream",
+            "http://127.0.0.1:1/v1",
+            "--upstream-api-key",
+            "sk-up",
         ]
-    )  # fmt: skip
+    )
     settings = settings_from_args(args)
 
     assert settings.data_dir == tmp_path

@@ -345,19 +345,27 @@ def test_a_batch_of_tool_calls(client: openai.OpenAI) -> None:
             "In context=(), 'additionalProperties' is required to be supplied and to be false.",
         ),
         (
-            {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
-             "required": ["a"], "additionalProperties": False},
+            {
+                "type": "object",
+                "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
             "In context=(), 'required' is required to be supplied and to be an array including every key "
             "in properties. Missing 'b'.",
         ),
         (
-            {"type": "object", "additionalProperties": False, "required": ["a"],
-             "properties": {"a": {"type": "object", "properties": {}, "required": []}}},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["a"],
+                "properties": {"a": {"type": "object", "properties": {}, "required": []}},
+            },
             "In context=('properties', 'a'), 'additionalProperties' is required to be supplied and to be "
             "false.",
         ),
     ],
-)  # fmt: skip
+)
 def test_strict_schemas_must_be_closed_with_every_property_required(
     client: openai.OpenAI, schema: dict[str, Any], problem: str
 ) -> None:
