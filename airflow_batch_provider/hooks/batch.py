@@ -160,11 +160,14 @@ class OpenAIBatchHook(BaseHook):
         return BatchClient(self.settings, log=self.log)
 
     async def aget_client(self) -> AsyncBatchClient:
-        """The non-blocking client of the async methods; it logs to the task's (or trigger's) log."""
+        """The non-blocking client of the async methods, one per connection reading and event loop
+        (the hooks of a triggerer's triggers share it); it logs to the task's (or trigger's) log."""
         settings = await self.aget_settings()
-        client: AsyncBatchClient | None = self.__dict__.get("_async_client")
-        if client is None or client.settings is not settings:
-            client = self.__dict__["_async_client"] = AsyncBatchClient(settings, log=self.log)
+
+        async def make() -> AsyncBatchClient:
+            return AsyncBatchClient(settings, log=self.log)
+
+        client: AsyncBatchClient = await (await loop_cache()).get(("client", settings), make)
         return client
 
     @property
