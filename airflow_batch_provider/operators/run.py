@@ -440,6 +440,8 @@ class OpenAIBatchOperator(BaseOperator):
             return False
         due = []
         for part in run.parts:
+            if not any(record.error_file_id for record in part.batches):
+                continue  # nothing failed in it: no need to read its results now
             _, count = files.retry_input(part, run.round + 1)
             if count:
                 due.append((part.index, count))
