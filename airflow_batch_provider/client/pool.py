@@ -62,6 +62,7 @@ class SharedClient:
                 keepalive_expiry=self._settings.keepalive_expiry,
             ),
             verify=self._ssl_context,
+            trust_env=self._settings.uses_proxy_settings,
         )
         self._clients.append(client)
         return client

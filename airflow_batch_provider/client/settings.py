@@ -83,6 +83,12 @@ class ClientSettings(BaseModel):
         """Query parameters sent with every request (Azure's ``api-version``)."""
         return {"api-version": self.api_version} if self.api_version else {}
 
+    @property
+    def uses_proxy_settings(self) -> bool:
+        """Whether the environment's proxy settings (``HTTPS_PROXY``, ...) apply: not to a loopback
+        Base URL (a local emulator or gateway), which no proxy can reach."""
+        return not is_loopback(urlsplit(self.base_url).hostname or "")
+
     def url(self, path: str) -> str:
         """The absolute URL of an API path such as ``/batches``."""
         return f"{self.base_url.rstrip('/')}{path}"

@@ -60,6 +60,7 @@ class BatchClient:
     def session(self) -> requests.Session:
         """The HTTP session. It holds no secret: the key is added to each request to the base URL."""
         session = requests.Session()
+        session.trust_env = self.settings.uses_proxy_settings
         session.headers["User-Agent"] = self.settings.headers["User-Agent"]
         session.params = dict(self.settings.query_params)
         adapter = WatchedAdapter()
