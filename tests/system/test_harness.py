@@ -1,0 +1,99 @@
+"""The harness itself: what it starts, it ends, with every descendant, port and database."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.databases import PostgresDatabase
+from tests.support.deployment import AirflowDeployment
+from tests.support.processes import ManagedProcess, free_port, port_is_free, wait_until
+
+# A parent listening on a port, a child in its process group, and a grandchild that left the
+# group (a session of its own), all sleeping until killed.
+_FAMILY = textwrap.dedent(
+    """
+    import os, socket, subprocess, sys, time
+    port = int(sys.argv[1])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    subprocess.Popen(sleep)
+    subprocess.Popen(sleep, start_new_session=True)
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_stop_ends_the_group_and_descendants_that_left_it_and_frees_the_port(tmp_path: Path) -> None:
+    port = free_port()
+    script = tmp_path / "family.py"
+    script.write_text(_FAMILY)
+    process = ManagedProcess("family", [sys.executable, str(script), str(port)], {}, tmp_path).start()
+    wait_until(lambda: "ready" in process.log_path.read_text(), 30, "the family to start")
+    family = process.descendants()
+    assert len(family) == 3
+    assert (
+        len({member.pid for member in family if member.pid != process.pid and member.ppid() == process.pid})
+        == 2
+    )
+    assert not port_is_free(port)
+
+    process.stop(grace=5)
+
+    assert not [member.pid for member in family if member.is_running()]
+    assert port_is_free(port)
+    assert not process.alive()
+
+
+def test_kill_is_a_sigkill_of_the_group(tmp_path: Path) -> None:
+    process = ManagedProcess("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"], {}, tmp_path)
+    process.start()
+    process.kill()
+    assert process.returncode == -9
+    process.stop()
+
+
+def test_a_stopped_deployment_leaves_no_process_port_or_database(tmp_path: Path) -> None:
+    deployment = AirflowDeployment(tmp_path, dags=[])
+    deployment.start(triggerers=1)
+    try:
+        processes = [p for component in deployment.processes.values() for p in component.descendants()]
+        assert {"api-server", "scheduler", "dag-processor", "triggerer-1"} <= set(deployment.processes)
+        assert len(deployment.rest.alive_jobs("TriggererJob")) == 1
+        assert not port_is_free(deployment.port)
+        listening = _listening_ports(processes)
+        assert listening == {("127.0.0.1", deployment.port)}, listening  # nothing on 0.0.0.0, no log server
+    finally:
+        deployment.stop()
+    assert not [process.pid for process in processes if _alive(process)]
+    assert port_is_free(deployment.port)
+    if isinstance(deployment.database, PostgresDatabase):
+        psycopg2 = pytest.importorskip("psycopg2")
+        with psycopg2.connect(deployment.database.admin_url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (deployment.database.name,))
+            assert cursor.fetchone() is None
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _listening_ports(processes: list[psutil.Process]) -> set[tuple[str, int]]:
+    found = set()
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        found |= {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+    return found
