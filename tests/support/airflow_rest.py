@@ -156,15 +156,20 @@ class AirflowREST:
         return dict(self.request("GET", path, params={"map_index": map_index}))
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        """The whole log of one try (the trigger's lines included), as text."""
+        """The whole log of one try (the trigger's lines included), one line per message.
+
+        Each line is the message's ``event`` followed by its other fields as ``key=value``.
+        """
         path = f"{self._ti_path(dag_id, run_id, task_id)}/logs/{try_number}"
-        response = self.client.get(
-            f"api/v2/{path}",
-            params={"full_content": True, "map_index": map_index},
-            headers={"Accept": "text/plain"},
-        )
-        response.raise_for_status()
-        return response.text
+        found = self.request("GET", path, params={"full_content": True, "map_index": map_index})
+        lines = []
+        for message in found["content"]:
+            if isinstance(message, dict):
+                fields = " ".join(f"{k}={v}" for k, v in message.items() if k not in ("event", "timestamp"))
+                lines.append(f"{message.get('timestamp', '')} {message.get('event', '')} {fields}".strip())
+            else:
+                lines.append(str(message))
+        return "\n".join(lines)
 
     # --- jobs ---
 

@@ -72,7 +72,7 @@ class PostgresDatabase:
     @property
     def celery_result_backend(self) -> str:
         """The same database as a Celery result backend (SQLAlchemy through Celery)."""
-        return urlunsplit(self._server._replace(scheme="db+postgresql"))
+        return urlunsplit(self._server._replace(scheme="db+postgresql+psycopg2"))
 
     def _execute(self, statement: str) -> None:
         import psycopg2

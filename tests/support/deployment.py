@@ -93,6 +93,9 @@ class AirflowDeployment:
     :param broker_url: the Celery broker (Redis), for ``CeleryExecutor``.
     :param config: ``"section.key": value`` Airflow settings, over this harness's defaults.
     :param database: the metadata database (default: :func:`metadata_database`).
+    :param name_hosts: report each component's name as its hostname (``worker-2``), so that a
+        task instance's ``hostname`` and a job's say which process ran it
+        (:func:`tests.support.hostname.process_hostname`).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class AirflowDeployment:
         broker_url: str | None = None,
         config: Mapping[str, Any] | None = None,
         database: MetadataDatabase | None = None,
+        name_hosts: bool = False,
     ) -> None:
         self.root = root
         self.home = root / "home"
@@ -125,14 +129,14 @@ class AirflowDeployment:
         """Every component started, by name (``scheduler``, ``triggerer-1``, ``worker-2``...)."""
         self.triggerer_jobs: dict[str, int] = {}
         """The job id of each running triggerer process, by name."""
-        self._env = self._environment(env or {}, broker_url, config or {})
+        self._env = self._environment(env or {}, broker_url, config or {}, name_hosts)
         self._rest: AirflowREST | None = None
         self._database_created = False
 
     # --- configuration ---
 
     def _environment(
-        self, extra: Mapping[str, str], broker_url: str | None, config: Mapping[str, Any]
+        self, extra: Mapping[str, str], broker_url: str | None, config: Mapping[str, Any], name_hosts: bool
     ) -> dict[str, str]:
         passwords = self.home / "simple_auth_manager_passwords.json"
         passwords.write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
@@ -171,6 +175,8 @@ class AirflowDeployment:
                 "celery.result_backend": self.database.celery_result_backend,
                 "celery.worker_concurrency": 4,
             }
+        if name_hosts:
+            settings["core.hostname_callable"] = "tests.support.hostname.process_hostname"
         settings |= dict(config)
         env = _inherited_environment() | {
             "AIRFLOW_HOME": str(self.home),
@@ -222,11 +228,14 @@ class AirflowDeployment:
         if process.returncode != 0:
             raise RuntimeError(f"`airflow {' '.join(args)}` exited {process.returncode}:\n{tail(log)}")
 
-    def start_process(self, name: str, *args: str) -> ManagedProcess:
-        """Start ``airflow <args>`` as the component ``name``."""
+    def start_process(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """Start ``airflow <args>`` as the component ``name`` (``env``: more environment for it)."""
         if name in self.processes and self.processes[name].alive():
             raise RuntimeError(f"{name} is already running")
-        process = ManagedProcess(name, [sys.executable, "-m", "airflow", *args], self._env, self.process_logs)
+        process_env = self._env | {"ABP_PROCESS_NAME": name} | dict(env or {})
+        process = ManagedProcess(
+            name, [sys.executable, "-m", "airflow", *args], process_env, self.process_logs
+        )
         self.processes[name] = process.start()
         return process
 
@@ -251,14 +260,16 @@ class AirflowDeployment:
             number += 1
         return f"{prefix}-{number}"
 
-    def start_triggerer(self, name: str | None = None) -> ManagedProcess:
+    def start_triggerer(
+        self, name: str | None = None, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
         """Start a triggerer (``triggerer-N`` unless named) and wait for its job to heartbeat.
 
         A name already used restarts that triggerer (a new process and a new job).
         """
         name = name or self._next_name("triggerer")
         known = {job["id"] for job in self.rest.alive_jobs("TriggererJob")}
-        process = self.start_process(name, "triggerer", "--skip-serve-logs")
+        process = self.start_process(name, "triggerer", "--skip-serve-logs", env=env)
 
         def new_job() -> int | None:
             if not process.alive():
@@ -271,7 +282,9 @@ class AirflowDeployment:
         )
         return process
 
-    def start_worker(self, name: str | None = None, concurrency: int = 4) -> ManagedProcess:
+    def start_worker(
+        self, name: str | None = None, concurrency: int = 4, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
         """Start a Celery worker on this deployment's queue (``worker-N`` unless named); wait until ready."""
         if self.executor != "CeleryExecutor":
             raise RuntimeError("Celery workers need executor='CeleryExecutor'")
@@ -280,6 +293,7 @@ class AirflowDeployment:
             name,
             *("celery", "worker", "--skip-serve-logs", "--without-gossip", "--without-mingle"),
             *("--queues", self.queue, "--concurrency", str(concurrency), "--celery-hostname", f"{name}@%h"),
+            env=env,
         )
 
         def ready() -> bool:
@@ -294,10 +308,17 @@ class AirflowDeployment:
         """Wait until ``/api/v2/monitor/health`` calls each of ``components`` healthy."""
 
         def healthy() -> bool:
+            self.check_running()
             health = self.rest.health()
             return all((health.get(c) or {}).get("status") == "healthy" for c in components)
 
         wait_until(healthy, timeout, f"{components} to be healthy", details=self.describe)
+
+    def check_running(self) -> None:
+        """Raise when a component exited that no test stopped (a crash at start-up, say)."""
+        for name, process in self.processes.items():
+            if process.returncode is not None and not process.stopped_on_purpose:
+                raise RuntimeError(f"{name} exited {process.returncode}:\n{tail(process.log_path)}")
 
     @property
     def rest(self) -> AirflowREST:

@@ -100,6 +100,8 @@ class ManagedProcess:
         self.started_at: float | None = None
         """``time.time()`` when the current process was started."""
         self._known: dict[int, psutil.Process] = {}
+        self.stopped_on_purpose = False
+        """Whether the current process was signalled through this object (not a crash)."""
 
     @property
     def pid(self) -> int:
@@ -133,6 +135,7 @@ class ManagedProcess:
                 start_new_session=True,
             )
         self.started_at = time.time()
+        self.stopped_on_purpose = False
         _REGISTRY.add(self)
         return self
 
@@ -152,6 +155,7 @@ class ManagedProcess:
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the whole process group (every child that stayed in it too)."""
         self.descendants()
+        self.stopped_on_purpose = True
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signum)
