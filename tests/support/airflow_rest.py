@@ -171,6 +171,17 @@ class AirflowREST:
                 lines.append(str(message))
         return "\n".join(lines)
 
+    def wait_for_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, text: str, timeout: float = 60.0
+    ) -> str:
+        """Wait until ``text`` shows in the log of one try; return the log."""
+
+        def logged() -> str | None:
+            log = self.task_log(dag_id, run_id, task_id, try_number)
+            return log if text in log else None
+
+        return wait_until(logged, timeout, f"{text!r} in the log of {dag_id}.{task_id} try {try_number}")
+
     # --- jobs ---
 
     def alive_jobs(self, job_type: str) -> list[dict[str, Any]]:

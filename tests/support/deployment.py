@@ -230,8 +230,10 @@ class AirflowDeployment:
 
     def start_process(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> ManagedProcess:
         """Start ``airflow <args>`` as the component ``name`` (``env``: more environment for it)."""
-        if name in self.processes and self.processes[name].alive():
-            raise RuntimeError(f"{name} is already running")
+        if name in self.processes:
+            if self.processes[name].alive():
+                raise RuntimeError(f"{name} is already running")
+            self.processes[name].stop()  # reap it and anything it left behind
         process_env = self._env | {"ABP_PROCESS_NAME": name} | dict(env or {})
         process = ManagedProcess(
             name, [sys.executable, "-m", "airflow", *args], process_env, self.process_logs
@@ -281,6 +283,16 @@ class AirflowDeployment:
             new_job, STARTUP_TIMEOUT, f"{name}'s job", details=lambda: tail(process.log_path)
         )
         return process
+
+    def running_triggerers(self) -> list[ManagedProcess]:
+        """The triggerer processes running now, oldest first."""
+        return [p for name, p in self.processes.items() if name in self.triggerer_jobs and p.alive()]
+
+    def ensure_triggerers(self, count: int) -> list[ManagedProcess]:
+        """Start triggerers until ``count`` run (none is stopped); return the running ones."""
+        while len(self.running_triggerers()) < count:
+            self.start_triggerer()
+        return self.running_triggerers()
 
     def start_worker(
         self, name: str | None = None, concurrency: int = 4, env: Mapping[str, str] | None = None

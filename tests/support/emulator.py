@@ -52,6 +52,7 @@ class EmulatorControl:
     """
 
     FAST = ("--validation-delay", "0.05", "--finalizing-delay", "0.05", "--cancel-delay", "0.05")
+    """Every other step at once; ``--enable-admin`` serves ``/_emulator/faults`` (:meth:`set_faults`)."""
 
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
@@ -59,7 +60,14 @@ class EmulatorControl:
         self.process = EmulatorProcess(*self._args(HOLD_REQUEST_DELAY))
 
     def _args(self, request_delay: float) -> tuple[str, ...]:
-        return ("--api-key", self.api_key, *self.FAST, "--request-delay", str(request_delay))
+        return (
+            "--api-key",
+            self.api_key,
+            "--enable-admin",
+            *self.FAST,
+            "--request-delay",
+            str(request_delay),
+        )
 
     @property
     def base_url(self) -> str:
@@ -109,6 +117,14 @@ class EmulatorControl:
             if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id
             and (run_id is None or batch["metadata"].get("airflow_run_id") == run_id)
         ]
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        """Replace the fault rules (:class:`~airflow_batch_provider.emulator.faults.FaultRule` fields)."""
+        self.api("PUT", "/_emulator/faults", json={"rules": rules})
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules now, ``count`` being what is left of each."""
+        return list(self.api("GET", "/_emulator/faults")["rules"])
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         return dict(self.api("GET", f"/v1/batches/{batch_id}"))

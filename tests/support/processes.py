@@ -102,6 +102,8 @@ class ManagedProcess:
         self._known: dict[int, psutil.Process] = {}
         self.stopped_on_purpose = False
         """Whether the current process was signalled through this object (not a crash)."""
+        self.signalled_at: float | None = None
+        """``time.monotonic()`` when the current process was last signalled through this object."""
 
     @property
     def pid(self) -> int:
@@ -136,6 +138,7 @@ class ManagedProcess:
             )
         self.started_at = time.time()
         self.stopped_on_purpose = False
+        self.signalled_at = None
         _REGISTRY.add(self)
         return self
 
@@ -156,6 +159,7 @@ class ManagedProcess:
         """Send ``signum`` to the whole process group (every child that stayed in it too)."""
         self.descendants()
         self.stopped_on_purpose = True
+        self.signalled_at = time.monotonic()
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signum)

@@ -15,7 +15,7 @@ from airflow_batch_provider.operators.batch import OpenAIBatchSubmitOperator
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
 
 START = datetime(2025, 1, 1)
-DEADLINE_SECONDS = 60
+DEADLINE_SECONDS = 45
 """The timeout of ``system_deadline``'s sensor."""
 REQUESTS = [
     {
