@@ -31,6 +31,7 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 
 from airflow_batch_provider.emulator.server import EmulatorServer  # noqa: E402
+from tests.support.browser import browser  # noqa: E402, F401 (Debian's chromium, for every browser test)
 
 EMULATOR_API_KEY = "sk-emulator-test"
 FAST_PROCESSING: dict[str, Any] = {

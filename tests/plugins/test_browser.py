@@ -2,8 +2,9 @@
 
 One module-wide set-up: an emulator that runs requests slowly, a DAG run whose task created a
 batch that is still running, and an API server below ``/airflow`` (as behind a reverse proxy)
-with the connection pointing at the emulator. Screenshots go to ``tests/artifacts/``; with
-``UPDATE_SCREENSHOTS=1`` they also replace the ones the README shows (``tests/plugins/screenshots/``).
+with the connection pointing at the emulator. The browser is the shared fixture of
+:mod:`tests.support.browser`. Screenshots go to ``tests/artifacts/``; with ``UPDATE_SCREENSHOTS=1``
+they also replace the ones the README shows (``tests/plugins/screenshots/``).
 """
 
 from __future__ import annotations
@@ -27,19 +28,9 @@ from tests.conftest import EMULATOR_API_KEY
 from tests.plugins.conftest import START
 from tests.support.airflow import register_dags
 from tests.support.api_server import AirflowAPIServer
+from tests.support.browser import ARTIFACTS, save_screenshot
 from tests.support.requests import chat_requests
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 DAG_ID = "ui_browser_reviews"
 BASE_PATH = "/airflow"
@@ -161,27 +152,9 @@ def test_the_api_server_lists_the_plugin_and_a_viewer_gets_no_cancel_button(worl
 # -- in a browser --
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs it")
-        pytest.skip(f"{CHROMIUM} is missing: `make chromium` installs it")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 def screenshot(page: Any, name: str) -> None:
     """Keep a screenshot as a test artifact, and as the README's when asked (UPDATE_SCREENSHOTS=1)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name))
+    save_screenshot(page, name)
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(exist_ok=True)
         shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)

@@ -1,8 +1,9 @@
 """Fixtures of the system tests: the emulator (holding batches until released) and deployments.
 
-A deployment is started once per module (about half a minute on two cores) and stopped in a
-finalizer, also when a test fails; a failing test's report shows the end of every component's
-log, and the whole logs stay under the test's temporary directory.
+The LocalExecutor deployment is started once per session (about half a minute on two cores) and
+shared by the browser and LocalExecutor modules, which run last and one after the other (see
+:func:`pytest_collection_modifyitems`); it is stopped in a finalizer, also when a test fails.
+Every component's log stays under the session's temporary directory.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ API_KEY = "sk-system-test-6f1c0a9d2b7e"
 CONN_VARIABLE = "AIRFLOW_CONN_OPENAI_BATCH_DEFAULT"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorControl]:
-    """One emulator per module, holding batches in progress (``emulator.release()`` ends them)."""
+    """One emulator for the session, holding batches in progress (``emulator.release()`` ends them)."""
     control = EmulatorControl(API_KEY).start()
     try:
         yield control
@@ -31,7 +32,7 @@ def emulator() -> Iterator[EmulatorControl]:
         control.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_airflow(
     emulator: EmulatorControl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowDeployment]:
@@ -60,6 +61,23 @@ def record(name: str, seconds: float) -> None:
     """Keep a measured figure for the session's summary (and print it in the test's output)."""
     MEASURED[name] = seconds
     print(f"measured: {name}: {seconds:.1f} s")
+
+
+LAST_MODULES = ("test_browser.py", "test_local.py")
+"""The modules on the session's LocalExecutor deployment, in this order after all others: the last
+test of ``test_local.py`` reads every log file the deployment wrote."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return (
+            LAST_MODULES.index(name) + 1
+            if item.path.parent == Path(__file__).parent and name in LAST_MODULES
+            else 0
+        )
+
+    items.sort(key=rank)  # stable: the order within each module stays
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
