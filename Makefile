@@ -14,7 +14,7 @@ SDK2_DIR := .sdk2
 SDK2_PACKAGES := openai==2.54.0 distro==1.9.0 tqdm==4.70.1
 SDK2_STAMP := $(SDK2_DIR)/.installed
 
-.PHONY: demo demo-ui test lint typecheck unit chromium sdk2 wheel-check oldest-airflow bench clean
+.PHONY: demo demo-ui test lint typecheck unit system-test chromium sdk2 wheel-check oldest-airflow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy airflow_batch_provider
 
 unit: $(STAMP) chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/system $(PYTEST_ARGS)
+
+# A real Airflow deployment (API server, scheduler, DAG processor, triggerers; LocalExecutor, and
+# CeleryExecutor with Redis) and the emulator as processes, driven over HTTP and in chromium.
+# PostgreSQL and Redis come from ABP_SYSTEM_POSTGRES_URL and ABP_SYSTEM_REDIS_URL; without the
+# first the deployments use SQLite and the Celery tests skip (README: System tests).
+system-test: $(STAMP) chromium
+	$(BIN)/pytest -p no:cacheprovider tests/system $(PYTEST_ARGS)
 
 # Installs Debian's chromium when it is missing (root, as on the project's machines).
 chromium:
@@ -70,7 +77,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 oldest-airflow: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider tests/core tests/client tests/hooks tests/operators tests/dags
 
-test: lint typecheck unit sdk2 wheel-check oldest-airflow
+test: lint typecheck unit system-test sdk2 wheel-check oldest-airflow
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
