@@ -390,6 +390,37 @@ class AirflowDeployment:
                 return self.processes[name]
         return None
 
+    def wait_for_executor_event(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        try_number: int,
+        map_index: int = -1,
+        timeout: float = 60.0,
+    ) -> None:
+        """Wait until the scheduler has taken in the executor's report of a task's last exit.
+
+        A deferred task's process exits at once, but the executor reports that exit to the
+        scheduler seconds later (about 5 s here). If the trigger fires before, the scheduler
+        takes the late report of the deferral for the end of the resumed task and fails it
+        ("finished with state success, but the task instance's state attribute is queued"):
+        Airflow's race (apache/airflow#66374, #72716), not this provider's. Tests that end a
+        batch right after the sensor deferred wait for this first, as a user's batch, which
+        takes minutes, does.
+        """
+        key = (
+            f"TaskInstanceKey(dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}', "
+            f"try_number={try_number}, map_index={map_index})"
+        )
+        log = self.processes["scheduler"].log_path
+
+        def reported() -> bool:
+            lines = log.read_text(errors="replace").splitlines()
+            return any("Received executor event" in line and key in line for line in lines)
+
+        wait_until(reported, timeout, f"the executor's report of {key}")
+
     def log_files(self) -> Iterator[Path]:
         """Every log file of the deployment: each component's output and every task's log."""
         for directory in (self.process_logs, self.task_logs):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.databases import POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE, postgres_admin_url, redis_url
 from tests.support.deployment import AirflowDeployment
 from tests.support.emulator import EmulatorControl
 
@@ -44,6 +45,18 @@ def local_airflow(
     )
     with deployment:
         yield deployment
+
+
+@pytest.fixture(scope="session")
+def celery_broker_url() -> str:
+    """The Redis URL for CeleryExecutor; skips unless both PostgreSQL and Redis are given."""
+    broker = redis_url()
+    if broker is None or postgres_admin_url() is None:
+        pytest.skip(
+            f"CeleryExecutor needs PostgreSQL (its result backend) and Redis (its broker): set "
+            f"{POSTGRES_URL_VARIABLE} and {REDIS_URL_VARIABLE} (README: System tests)"
+        )
+    return broker
 
 
 @pytest.fixture

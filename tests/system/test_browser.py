@@ -19,8 +19,11 @@ import pytest
 from tests.support.browser import open_page, save_screenshot
 from tests.support.deployment import AirflowDeployment
 from tests.support.emulator import EmulatorControl
+from tests.support.processes import wait_until
 
 DAG_ID = "system_wait"
+PROGRESS = "{batch_id} in_progress: 0/3 done (0.0%), 0 failed"
+"""A progress line of the sensor and of its trigger while the emulator holds the batch."""
 EXTRA_LABELS = (
     "Organization ID",
     "Project ID",
@@ -55,11 +58,15 @@ def waiting_run(local_airflow: AirflowDeployment, emulator: EmulatorControl) -> 
         DAG_ID, run_id, "wait", {"deferred"}, 120, condition=lambda ti: ti.get("triggerer_job")
     )
     (batch,) = emulator.batches_of(DAG_ID, run_id)
-    # Two reads in the triggerer, so the log shows the trigger polling.
-    rest.wait_for_log(
-        DAG_ID, run_id, "wait", 1, f"{batch['id']} in_progress: 0/3 done (0.0%), 0 failed, 00:00:0"
+    # The sensor's first look and two reads of its trigger, in the triggerer.
+    rest.wait_for_log(DAG_ID, run_id, "wait", 1, f"trigger {DAG_ID}/{run_id}/wait/-1/1 (ID")
+    wait_until(
+        lambda: rest.task_log(DAG_ID, run_id, "wait", 1).count(PROGRESS.format(batch_id=batch["id"])) >= 3,
+        30,
+        "two polls of the trigger in the sensor's log",
     )
     yield WaitingRun(run_id, batch["id"], f"{emulator.url}/batches/{batch['id']}")
+    local_airflow.wait_for_executor_event(DAG_ID, run_id, "wait", try_number=1)
     emulator.release()
     rest.wait_for_run(DAG_ID, run_id, timeout=120)
 
@@ -118,9 +125,7 @@ def test_the_sensors_log_shows_the_triggers_progress_lines(
     from playwright.sync_api import expect
 
     page.goto(waiting_run.task_url(local_airflow, "wait"))
-    progress = page.get_by_text(
-        re.compile(rf"{waiting_run.batch_id} in_progress: 0/3 done \(0\.0%\), 0 failed")
-    )
+    progress = page.get_by_text(re.compile(re.escape(PROGRESS.format(batch_id=waiting_run.batch_id))))
     expect(progress.first).to_be_visible(timeout=30_000)
-    assert progress.count() >= 2  # one line per read, in the triggerer
+    assert progress.count() >= 3  # the sensor's first look, then a line per read of its trigger
     save_screenshot(page, "system/sensor_log.png")

@@ -48,12 +48,25 @@ def airflow(local_airflow: AirflowDeployment) -> AirflowDeployment:
 def _deferred_run(
     airflow: AirflowDeployment, emulator: EmulatorControl, dag_id: str
 ) -> tuple[str, dict[str, Any]]:
-    """Trigger a run and wait until its sensor is deferred in a triggerer; return the run id and batch."""
+    """Trigger a run and wait until its sensor is deferred in a triggerer; return the run id and batch.
+
+    Also waits for the executor's report of the deferral (see
+    :meth:`~tests.support.deployment.AirflowDeployment.wait_for_executor_event`), so that a test
+    may end the batch at once.
+    """
     run_id = airflow.rest.trigger_run(dag_id)
     airflow.rest.wait_for_task(dag_id, run_id, "wait", {"deferred"}, 120, condition=_in_a_triggerer)
+    airflow.wait_for_executor_event(dag_id, run_id, "wait", try_number=1)
     (batch,) = emulator.batches_of(dag_id, run_id)
     assert batch["status"] == "in_progress"
     return run_id, batch
+
+
+def _trigger_started(airflow: AirflowDeployment, dag_id: str, run_id: str, try_number: int) -> None:
+    """Wait until the sensor's trigger of that try runs in a triggerer (its first line is logged)."""
+    airflow.rest.wait_for_log(
+        dag_id, run_id, "wait", try_number, f"trigger {dag_id}/{run_id}/wait/-1/{try_number} (ID"
+    )
 
 
 def _held_by(airflow: AirflowDeployment, dag_id: str, run_id: str, process: ManagedProcess) -> bool:
@@ -71,8 +84,14 @@ def test_a_run_succeeds_with_the_sensor_deferred_and_its_trigger_in_the_triggere
     triggerer = airflow.triggerer_holding(ti)
     assert triggerer is not None
     assert triggerer.name.startswith("triggerer-")
-    # The trigger polls in the triggerer and logs each read to the task's log.
-    airflow.rest.wait_for_log(WAIT_DAG, run_id, "wait", 1, f"{batch['id']} in_progress: 0/3 done")
+    # The trigger runs in the triggerer and logs each read to the task's log.
+    _trigger_started(airflow, WAIT_DAG, run_id, 1)
+    polls = f"{batch['id']} in_progress: 0/3 done"
+    wait_until(
+        lambda: airflow.rest.task_log(WAIT_DAG, run_id, "wait", 1).count(polls) >= 3,
+        30,
+        "the sensor's first look and two polls of its trigger",
+    )
 
     emulator_held.release()
     run = airflow.rest.wait_for_run(WAIT_DAG, run_id, timeout=120)
@@ -170,10 +189,17 @@ def test_clearing_the_deferred_sensor_or_marking_it_success_keeps_its_batch(
     airflow.rest.clear_task(WAIT_DAG, run_id, "wait")
     # The first try's trigger was told, read the task's state, and left the batch alone.
     airflow.rest.wait_for_log(WAIT_DAG, run_id, "wait", 1, STILL_RUNNING)
-    ti = airflow.rest.wait_for_task(WAIT_DAG, run_id, "wait", {"deferred"}, 120, condition=_in_a_triggerer)
-    assert ti["try_number"] == 2
+    ti = airflow.rest.wait_for_task(
+        WAIT_DAG,
+        run_id,
+        "wait",
+        {"deferred"},
+        120,
+        condition=lambda ti: ti["try_number"] == 2 and _in_a_triggerer(ti),
+    )
     assert ti["rendered_fields"]["batch_id"] == batch["id"]  # the new try waits for the same batch
     assert emulator_held.batch(batch["id"])["status"] == "in_progress"
+    _trigger_started(airflow, WAIT_DAG, run_id, 2)
 
     airflow.rest.set_task_state(WAIT_DAG, run_id, "wait", "success")
     airflow.rest.wait_for_log(WAIT_DAG, run_id, "wait", 2, STILL_RUNNING)
@@ -213,6 +239,7 @@ def test_a_task_retried_after_its_process_was_killed_reattaches_to_the_batch_it_
     assert airflow.rest.xcom(WAIT_DAG, run_id, "submit") == batch["id"]
     assert f"Reattaching to batch {batch['id']}" in airflow.rest.task_log(WAIT_DAG, run_id, "submit", 2)
     airflow.rest.wait_for_task(WAIT_DAG, run_id, "wait", {"deferred"}, 120, condition=_in_a_triggerer)
+    airflow.wait_for_executor_event(WAIT_DAG, run_id, "wait", try_number=1)
     emulator_held.release()
     assert airflow.rest.wait_for_run(WAIT_DAG, run_id, timeout=120)["state"] == "success"
 
