@@ -18,7 +18,6 @@ from airflow_batch_provider.expiry import reading_batch
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.inputs import (
     RequestItem,
-    check_requests,
     file_digest,
     fingerprint,
     infer_endpoint,
@@ -27,6 +26,7 @@ from airflow_batch_provider.inputs import (
 )
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
 from airflow_batch_provider.models import Batch, RequestCounts
+from airflow_batch_provider.operators.base import RequestsOperator
 from airflow_batch_provider.operators.run import OpenAIBatchOperator
 from airflow_batch_provider.outputs import download_results, failure_message
 from airflow_batch_provider.sensors.batch import OpenAIBatchSensor
@@ -50,7 +50,6 @@ from airflow_batch_provider.utils import (
 )
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.sdk import Context, ObjectStoragePath
 
 __all__ = [
@@ -61,7 +60,7 @@ __all__ = [
 ]
 
 
-class OpenAIBatchSubmitOperator(BaseOperator):
+class OpenAIBatchSubmitOperator(RequestsOperator):
     """Validate and upload batch input, create the batch, and return its id.
 
     The input is exactly one of ``input_file_id``, ``input_path`` or ``requests``.
@@ -157,29 +156,6 @@ class OpenAIBatchSubmitOperator(BaseOperator):
         self.on_input_change = on_input_change
         self.cancel_on_kill = cancel_on_kill
         self.batch_id: str | None = None
-
-    @cached_property
-    def hook(self) -> OpenAIBatchHook:
-        return OpenAIBatchHook(conn_id=self.conn_id)
-
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render, then fail at once (no retries) on requests that cannot be written as JSON.
-
-        Airflow stores the rendered fields before ``execute``; a NaN there fails the try in
-        Airflow itself, as an error worth retrying. (This is the method a mapped task renders
-        through too, unlike ``render_template_fields``.)
-        """
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self:
-            with fail_on_bad_input(self.task_id):
-                check_requests(self.requests)
 
     def execute(self, context: Context) -> str:
         if self.metadata is not None and not isinstance(self.metadata, Mapping):

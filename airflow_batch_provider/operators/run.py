@@ -9,19 +9,16 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.sdk import BaseOperator
 
 from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.inputs import (
     Limits,
     RequestItem,
-    check_requests,
     file_digest,
     fingerprint,
     prepare_input,
@@ -31,6 +28,7 @@ from airflow_batch_provider.inputs import validate_input as check_input
 from airflow_batch_provider.jsonl import answer_text, typed_output_checker
 from airflow_batch_provider.links import BATCH_URL_XCOM_KEY, OpenAIBatchLink
 from airflow_batch_provider.models import Batch
+from airflow_batch_provider.operators.base import RequestsOperator
 from airflow_batch_provider.outputs import Prices, failure_message, merge_parts, publish, summary_of
 from airflow_batch_provider.parts import BatchRecord, PartState, RunFiles, RunState
 from airflow_batch_provider.submission import InputChangedError, OnInputChange, Submitter, check_metadata
@@ -49,7 +47,6 @@ from airflow_batch_provider.utils import (
 )
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.sdk import Context, ObjectStoragePath
 
 #: XCom key of every batch's page URL (the extra link shows the first, under ``batch_url``).
@@ -57,7 +54,7 @@ BATCH_URLS_XCOM_KEY = "batch_urls"
 _NO_LIMIT = 10**12
 
 
-class OpenAIBatchOperator(BaseOperator):
+class OpenAIBatchOperator(RequestsOperator):
     """Run any number of requests through the Batch API in one task, and join the results to them.
 
     The task validates the input (every problem, by line, before any upload), splits it into
@@ -209,29 +206,6 @@ class OpenAIBatchOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.batch_id: str | None = None
         self._live: list[str] = []
-
-    @cached_property
-    def hook(self) -> OpenAIBatchHook:
-        return OpenAIBatchHook(conn_id=self.conn_id)
-
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render, then fail at once (no retries) on requests that cannot be written as JSON.
-
-        Airflow stores the rendered fields before ``execute``; a NaN there fails the try in
-        Airflow itself, as an error worth retrying. (This is the method a mapped task renders
-        through too, unlike ``render_template_fields``.)
-        """
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        if parent is self:
-            with fail_on_bad_input(self.task_id):
-                check_requests(self.requests)
 
     # -- the run, step by step --
 

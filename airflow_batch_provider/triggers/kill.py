@@ -38,9 +38,12 @@ async def task_state(trigger: BaseTrigger) -> str | None:
     if ti is None:
         raise LookupError("the trigger was given no task instance")
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+    from asgiref.sync import sync_to_async
 
-    states = await asyncio.to_thread(
-        RuntimeTaskInstance.get_task_states,
+    # asgiref's thread, not asyncio's: the Task SDK's call to the triggerer then runs on the
+    # triggerer's event loop, where its connection to the supervisor lives. From a thread asgiref
+    # does not know, it starts a second loop that reads that connection too.
+    states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
         dag_id=ti.dag_id,
         task_ids=[ti.task_id],
         run_ids=[ti.run_id],

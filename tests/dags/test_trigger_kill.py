@@ -217,9 +217,9 @@ def test_before_airflow_3_3_a_cancelled_trigger_reads_the_state(
     assert batch_status(slow, batch_id) in expected
 
 
+@pytest.mark.skipif(not triggers.TRIGGERER_CALLS_ON_KILL, reason="Airflow before 3.3 has no trigger on_kill")
 def test_on_airflow_3_3_cancellation_alone_never_cancels(slow, task_instance, tmp_path) -> None:
     """On 3.3+ on_kill decides; the cancellation that precedes it must not cancel on its own."""
-    assert triggers.TRIGGERER_CALLS_ON_KILL  # the Airflow these tests run on
     ti = task_instance("failed")
     (batch_id,) = submit(tmp_path)
     trigger = OpenAIBatchTrigger("openai_batch_default", batch_id, poll_interval=0.1)
