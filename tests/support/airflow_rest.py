@@ -153,7 +153,7 @@ class AirflowREST:
     ) -> dict[str, str | None]:
         """The task instance's extra links: name -> URL."""
         path = f"{self._ti_path(dag_id, run_id, task_id)}/links"
-        return dict(self.request("GET", path, params={"map_index": map_index}))
+        return dict(self.request("GET", path, params={"map_index": map_index})["extra_links"])
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
         """The whole log of one try (the trigger's lines included), one line per message.

@@ -53,7 +53,12 @@ import httpx
 from typing_extensions import Self
 
 from tests.support.airflow_rest import AirflowREST
-from tests.support.databases import MetadataDatabase, PostgresDatabase, metadata_database
+from tests.support.databases import (
+    MetadataDatabase,
+    PostgresDatabase,
+    metadata_database,
+    postgres_admin_url,
+)
 from tests.support.processes import ManagedProcess, free_port, tail, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +124,9 @@ class AirflowDeployment:
         for dag in dags:
             shutil.copy(dag, self.dags_folder / dag.name)
         self.executor = executor
-        if executor == "CeleryExecutor" and (broker_url is None or (database is None and not _postgres())):
+        if executor == "CeleryExecutor" and (
+            broker_url is None or (database is None and postgres_admin_url() is None)
+        ):
             raise ValueError("CeleryExecutor needs a broker URL and PostgreSQL (the result backend)")
         self.database = database or metadata_database(self.home)
         self.port = free_port()
@@ -434,9 +441,3 @@ class AirflowDeployment:
                 f"--- {name} ({'running' if process.alive() else 'stopped'}):\n{tail(process.log_path, 15)}"
             )
         return "\n".join(parts)
-
-
-def _postgres() -> bool:
-    from tests.support.databases import postgres_admin_url
-
-    return postgres_admin_url() is not None

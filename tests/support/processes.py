@@ -155,12 +155,29 @@ class ManagedProcess:
             self._known.setdefault(process.pid, process)
         return found
 
+    def _group_is_ours(self) -> bool:
+        """Whether the process group still holds a process of ours, so its id is still ours.
+
+        Once the leader is reaped its pid may be reused, but Linux never hands out a pid that a
+        live process still uses as its group id: while one of our processes is in the group,
+        signalling the group reaches nobody else's.
+        """
+        if self._popen is None:
+            return False
+        if self._popen.poll() is None:
+            return True
+        for process in self._known.values():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if process.is_running() and os.getpgid(process.pid) == self._popen.pid:
+                    return True
+        return False
+
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the whole process group (every child that stayed in it too)."""
         self.descendants()
         self.stopped_on_purpose = True
         self.signalled_at = time.monotonic()
-        if self.alive():
+        if self._group_is_ours():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signum)
 
@@ -194,9 +211,9 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self._popen.wait(timeout=30)
-        if self._popen is not None:
+        if self._group_is_ours():  # stragglers left in the group
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._popen.pid, signal.SIGKILL)  # stragglers left in the group
+                os.killpg(self.pid, signal.SIGKILL)
         for process in list(self._known.values()):
             with contextlib.suppress(psutil.Error):
                 if process.is_running():  # psutil checks the create time: never a recycled pid

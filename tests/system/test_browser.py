@@ -116,7 +116,7 @@ def test_the_submit_and_sensor_tasks_show_the_openai_batch_link_to_the_batch(
     expect(page.get_by_text("Extra Links")).to_be_visible()
     save_screenshot(page, f"system/extra_link_{task_id}.png")
     links = local_airflow.rest.extra_links(DAG_ID, waiting_run.run_id, task_id)
-    assert links["extra_links"] == {"OpenAI Batch": waiting_run.batch_url}
+    assert links == {"OpenAI Batch": waiting_run.batch_url}
 
 
 def test_the_sensors_log_shows_the_triggers_progress_lines(
