@@ -33,9 +33,13 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 """Where screenshots are kept (``tests/artifacts/``, ignored by git)."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless chromium for the session (a Playwright ``Browser``)."""
+    """One headless chromium per module (a Playwright ``Browser``).
+
+    Not one per session: while Playwright's sync API runs, the main thread has a running event
+    loop, and a later test's ``asyncio.run()`` (``dag.test()`` running a trigger) would fail.
+    """
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs it")
