@@ -60,6 +60,21 @@ def test_kill_is_a_sigkill_of_the_group(tmp_path: Path) -> None:
     process.stop()
 
 
+def test_kill_with_descendants_also_ends_those_that_left_the_group(tmp_path: Path) -> None:
+    script = tmp_path / "family.py"
+    script.write_text(_FAMILY)
+    process = ManagedProcess("family", [sys.executable, str(script), str(free_port())], {}, tmp_path).start()
+    wait_until(lambda: "ready" in process.log_path.read_text(), 30, "the family to start")
+    family = process.descendants()
+    assert len(family) == 3
+
+    process.kill(descendants=True)
+
+    assert process.returncode == -9
+    assert not [member.pid for member in family if _alive(member)]
+    process.stop()
+
+
 def test_a_stopped_deployment_leaves_no_process_port_or_database(tmp_path: Path) -> None:
     deployment = AirflowDeployment(tmp_path, dags=[])
     deployment.start(triggerers=1)
