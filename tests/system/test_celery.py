@@ -18,9 +18,9 @@ Settings this module chooses (:data:`CELERY_SETTINGS`), and why:
   enough margin for a busy two-core machine never to fail a live task.
 * Celery's own settings stay Airflow's defaults: ``task_acks_late = True`` and the Redis
   ``visibility_timeout`` of 86,400 s. Detection of a dead worker's task is the scheduler's job
-  (above), not Celery's: redelivering the dead worker's message sooner would only start a try
-  the Execution API refuses to run (the scheduler has moved the task instance on by then), and a
-  short visibility timeout would redeliver the messages of live long tasks too.
+  (above), not Celery's: a redelivered message names the dead try's task instance id, which
+  Airflow 3 replaces with a new one for the next try, so the Execution API refuses to run it
+  (404); and a short visibility timeout would redeliver the messages of live long tasks too.
 * ``--concurrency 2`` per worker: four task slots on two cores.
 """
 
