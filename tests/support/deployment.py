@@ -67,7 +67,7 @@ REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 180.0
 """Seconds a component may take to become ready (two cores, several Airflow processes starting)."""
 TRIGGERER_HEARTBEAT = 2.0
-TRIGGERER_HEALTH_THRESHOLD = 10.0
+TRIGGERER_HEALTH_THRESHOLD = 10  # an int: Airflow 3.1 reads it with getint
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
