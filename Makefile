@@ -74,8 +74,11 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[test]' 'apache-airflow==$(OLDEST_AIRFLOW)'
 	touch $@
 
+# Then the LocalExecutor system tests there, on SQLite: the fallback of a machine with no PostgreSQL.
 oldest-airflow: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider tests/core tests/client tests/hooks tests/operators tests/dags
+	env -u ABP_SYSTEM_POSTGRES_URL -u ABP_SYSTEM_REDIS_URL \
+		$(OLDEST_VENV)/bin/pytest -p no:cacheprovider tests/system/test_local.py
 
 test: lint typecheck unit system-test sdk2 wheel-check oldest-airflow
 

@@ -17,7 +17,8 @@ Nothing listens on anything but 127.0.0.1: the log servers are off (``--skip-ser
 every component reads task logs from the shared ``AIRFLOW_HOME``. Readiness is polled with
 deadlines: the REST API answering, the scheduler and DAG processor healthy, each triggerer's job
 heartbeating, each Celery worker ready. :meth:`AirflowDeployment.stop` ends every process group
-it started (and any descendant that left it), drops the database, and runs from the fixture's
+it started (and any descendant that left it), drops the database, removes the queue from the
+broker (:mod:`tests.support.broker`), and runs from the fixture's
 ``finally`` (an atexit hook is the fallback).
 
 Use::
@@ -53,6 +54,7 @@ import httpx
 from typing_extensions import Self
 
 from tests.support.airflow_rest import AirflowREST
+from tests.support.broker import forget_queue
 from tests.support.databases import (
     MetadataDatabase,
     PostgresDatabase,
@@ -65,7 +67,7 @@ REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 180.0
 """Seconds a component may take to become ready (two cores, several Airflow processes starting)."""
 TRIGGERER_HEARTBEAT = 2.0
-TRIGGERER_HEALTH_THRESHOLD = 10.0
+TRIGGERER_HEALTH_THRESHOLD = 10  # an int: Airflow 3.1 reads it with getint
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin-password"
@@ -124,6 +126,7 @@ class AirflowDeployment:
         for dag in dags:
             shutil.copy(dag, self.dags_folder / dag.name)
         self.executor = executor
+        self.broker_url = broker_url
         if executor == "CeleryExecutor" and (
             broker_url is None or (database is None and postgres_admin_url() is None)
         ):
@@ -376,6 +379,8 @@ class AirflowDeployment:
         if self._database_created:
             self._database_created = False
             self.database.drop()
+        if self.executor == "CeleryExecutor" and self.broker_url is not None:
+            forget_queue(self.broker_url, self.queue)  # and the messages of workers killed mid-task
         if errors:
             raise RuntimeError("; ".join(errors))
 

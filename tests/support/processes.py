@@ -181,9 +181,20 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signum)
 
-    def kill(self) -> None:
-        """SIGKILL the process group, as a crash or an OOM kill would; wait until it is reaped."""
+    def kill(self, descendants: bool = False) -> None:
+        """SIGKILL the process group, as a crash or an OOM kill would; wait until it is reaped.
+
+        :param descendants: also SIGKILL every descendant that left the group, as the crash of
+            the machine would (Airflow's task runner, for one, runs in a process group of its own,
+            so a worker's group dies without it).
+        """
+        family = [process for process in self.descendants() if process.pid != self.pid]
         self.signal(signal.SIGKILL)
+        if descendants:
+            for process in family:
+                with contextlib.suppress(psutil.Error):  # psutil checks the create time: never a recycled pid
+                    process.kill()
+            psutil.wait_procs(family, timeout=30)
         if self._popen is not None:
             self._popen.wait(timeout=30)
 
