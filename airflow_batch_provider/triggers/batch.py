@@ -15,7 +15,11 @@ from airflow_batch_provider.exceptions import OpenAIBatchAPIError
 from airflow_batch_provider.expiry import batch_gone
 from airflow_batch_provider.hooks.batch import OpenAIBatchHook
 from airflow_batch_provider.models import Batch
-from airflow_batch_provider.triggers.kill import TRIGGERER_CALLS_ON_KILL, stopped_by_user
+from airflow_batch_provider.triggers.kill import (
+    TRIGGERER_CALLS_ON_KILL,
+    finish_despite_cancellation,
+    stopped_by_user,
+)
 from airflow_batch_provider.utils import format_progress, is_transient
 
 T = TypeVar("T")
@@ -54,6 +58,19 @@ async def cancel_batches(trigger: BaseTrigger, hook: OpenAIBatchHook, batch_ids:
             )
 
     await asyncio.gather(*map(cancel, batch_ids))
+
+
+async def cancel_if_stopped(trigger: BaseTrigger, hook: OpenAIBatchHook, batch_ids: list[str]) -> None:
+    """Before Airflow 3.3, on the trigger's cancellation: cancel its batches if a user stopped its task.
+
+    Runs to its end even when Airflow cancels the trigger again meanwhile.
+    """
+
+    async def cancel_when_stopped() -> None:
+        if await stopped_by_user(trigger):
+            await cancel_batches(trigger, hook, batch_ids)
+
+    await finish_despite_cancellation(cancel_when_stopped())
 
 
 class OpenAIBatchTrigger(BaseTrigger):
@@ -137,8 +154,8 @@ class OpenAIBatchTrigger(BaseTrigger):
             async for event in self._wait():
                 yield event
         except asyncio.CancelledError:
-            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL and await stopped_by_user(self):
-                await cancel_batches(self, self.hook, [self.batch_id])
+            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL:
+                await cancel_if_stopped(self, self.hook, [self.batch_id])
             raise
 
     async def _wait(self) -> AsyncIterator[TriggerEvent]:
@@ -350,8 +367,8 @@ class OpenAIBatchesTrigger(BaseTrigger):
             async for event in self._wait():
                 yield event
         except asyncio.CancelledError:
-            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL and await stopped_by_user(self):
-                await cancel_batches(self, self.hook, self._unfinished())
+            if self.cancel_on_kill and not TRIGGERER_CALLS_ON_KILL:
+                await cancel_if_stopped(self, self.hook, self._unfinished())
             raise
 
     async def _wait(self) -> AsyncIterator[TriggerEvent]:

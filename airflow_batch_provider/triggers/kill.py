@@ -14,13 +14,16 @@ cleared (no state, scheduled, queued, running or deferred again) or marked succe
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger
 
 TRIGGERER_CALLS_ON_KILL = "on_kill" in vars(BaseTrigger)
 """Airflow 3.3+: the triggerer calls ``on_kill`` on a user's action. Before, only cancellation
 says the trigger is stopped (see :func:`stopped_by_user`, called then)."""
+
+T = TypeVar("T")
 
 STOPPED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 """Task instance states in which its live batches are cancelled: the user stopped it."""
@@ -79,3 +82,21 @@ async def stopped_by_user(trigger: BaseTrigger) -> bool:
         state or "cleared",
     )
     return False
+
+
+async def finish_despite_cancellation(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end, even when the awaiting task is cancelled again meanwhile.
+
+    Airflow 3.1 and 3.2 cancel a trigger that should stop again at every exchange between the
+    trigger runner and its supervisor (about every second) until it has ended: the cancellation
+    of a stopped task's batches must not be cut short by the next one. ``work`` bounds its own
+    time (:data:`STATE_TIMEOUT`, the cancel's timeout). The first cancellation is re-raised by
+    the caller once ``work`` is done.
+    """
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # ``work`` itself was cancelled, not only its caller
+                raise

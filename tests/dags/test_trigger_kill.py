@@ -217,6 +217,40 @@ def test_before_airflow_3_3_a_cancelled_trigger_reads_the_state(
     assert batch_status(slow, batch_id) in expected
 
 
+def cancel_again_and_again(trigger: Any) -> None:
+    """Run the trigger, then cancel it as Airflow 3.1's trigger runner does: again at every
+    exchange with its supervisor, until the trigger has ended."""
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(0.5)
+        while not waiting.done():
+            waiting.cancel()
+            await asyncio.sleep(0.01)  # the runner's next exchange
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("state", "expected"), [("failed", CANCELLED), ("deferred", RUNNING)])
+@pytest.mark.parametrize("trigger_class", [OpenAIBatchTrigger, OpenAIBatchesTrigger])
+def test_before_airflow_3_3_a_trigger_cancelled_again_and_again_still_cancels_a_stopped_tasks_batch(
+    slow, task_instance, tmp_path, monkeypatch, state, expected, trigger_class
+) -> None:
+    monkeypatch.setattr(triggers, "TRIGGERER_CALLS_ON_KILL", False)
+    ti = task_instance(state)
+    (batch_id,) = submit(tmp_path)
+    ids: Any = batch_id if trigger_class is OpenAIBatchTrigger else [batch_id]
+    trigger = trigger_class("openai_batch_default", ids, poll_interval=0.1)
+    trigger.task_instance = ti
+
+    with task_sdk_comms(ti.id):
+        cancel_again_and_again(trigger)
+
+    assert batch_status(slow, batch_id) in expected
+
+
 @pytest.mark.skipif(not triggers.TRIGGERER_CALLS_ON_KILL, reason="Airflow before 3.3 has no trigger on_kill")
 def test_on_airflow_3_3_cancellation_alone_never_cancels(slow, task_instance, tmp_path) -> None:
     """On 3.3+ on_kill decides; the cancellation that precedes it must not cancel on its own."""
