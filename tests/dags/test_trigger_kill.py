@@ -182,19 +182,27 @@ def test_cancel_on_kill_false_keeps_even_a_stopped_tasks_batch(slow, task_instan
 # for its own shutdown. The trigger reads the state when cancelled.
 
 
-def cancel_while_waiting(trigger: Any) -> None:
-    """Run the trigger, and cancel it once it waits between two reads, as a triggerer does."""
+def cancel_while_waiting(trigger: Any, again: bool = False) -> None:
+    """Run the trigger, and cancel it once it waits between two reads, as a triggerer does.
+
+    :param again: cancel it again at every turn until it has ended, as Airflow 3.1's trigger
+        runner does at every exchange with its supervisor.
+    """
 
     async def main() -> None:
         waiting = asyncio.ensure_future(anext(trigger.run()))
         await asyncio.sleep(0.5)  # cancelled while reading or waiting: the outcome is the same
         waiting.cancel()
+        while again and not waiting.done():
+            await asyncio.sleep(0)  # the next turn of the loop: as soon as Airflow could
+            waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
 
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("again", [False, True], ids=["cancelled-once", "cancelled-again-and-again"])
 @pytest.mark.parametrize(
     ("state", "expected"),
     [("failed", CANCELLED), ("deferred", RUNNING), ("success", RUNNING), (None, RUNNING)],
@@ -202,7 +210,7 @@ def cancel_while_waiting(trigger: Any) -> None:
 )
 @pytest.mark.parametrize("trigger_class", [OpenAIBatchTrigger, OpenAIBatchesTrigger])
 def test_before_airflow_3_3_a_cancelled_trigger_reads_the_state(
-    slow, task_instance, tmp_path, monkeypatch, state, expected, trigger_class
+    slow, task_instance, tmp_path, monkeypatch, state, expected, trigger_class, again
 ) -> None:
     monkeypatch.setattr(triggers, "TRIGGERER_CALLS_ON_KILL", False)
     ti = task_instance(state)
@@ -212,41 +220,7 @@ def test_before_airflow_3_3_a_cancelled_trigger_reads_the_state(
     trigger.task_instance = ti
 
     with task_sdk_comms(ti.id):
-        cancel_while_waiting(trigger)
-
-    assert batch_status(slow, batch_id) in expected
-
-
-def cancel_again_and_again(trigger: Any) -> None:
-    """Run the trigger, then cancel it as Airflow 3.1's trigger runner does: again at every
-    exchange with its supervisor, until the trigger has ended."""
-
-    async def main() -> None:
-        waiting = asyncio.ensure_future(anext(trigger.run()))
-        await asyncio.sleep(0.5)
-        while not waiting.done():
-            waiting.cancel()
-            await asyncio.sleep(0.01)  # the runner's next exchange
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(main())
-
-
-@pytest.mark.parametrize(("state", "expected"), [("failed", CANCELLED), ("deferred", RUNNING)])
-@pytest.mark.parametrize("trigger_class", [OpenAIBatchTrigger, OpenAIBatchesTrigger])
-def test_before_airflow_3_3_a_trigger_cancelled_again_and_again_still_cancels_a_stopped_tasks_batch(
-    slow, task_instance, tmp_path, monkeypatch, state, expected, trigger_class
-) -> None:
-    monkeypatch.setattr(triggers, "TRIGGERER_CALLS_ON_KILL", False)
-    ti = task_instance(state)
-    (batch_id,) = submit(tmp_path)
-    ids: Any = batch_id if trigger_class is OpenAIBatchTrigger else [batch_id]
-    trigger = trigger_class("openai_batch_default", ids, poll_interval=0.1)
-    trigger.task_instance = ti
-
-    with task_sdk_comms(ti.id):
-        cancel_again_and_again(trigger)
+        cancel_while_waiting(trigger, again)
 
     assert batch_status(slow, batch_id) in expected
 
