@@ -23,7 +23,7 @@ broker (:mod:`tests.support.broker`), and runs from the fixture's
 
 Use::
 
-    with AirflowDeployment(tmp_path, dags=[DAGS / "system_sensor.py"], env=connection_env) as airflow:
+    with AirflowDeployment(tmp_path, dags=[DAGS / "system_dags.py"], env=connection_env) as airflow:
         airflow.rest.wait_for_dags(["system_sensor"])
         run_id = airflow.rest.trigger_run("system_sensor")
         ti = airflow.rest.wait_for_task("system_sensor", run_id, "wait", {"deferred"}, timeout=60)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.databases import POSTGRES_URL_VARIABLE, REDIS_URL_VARIABLE, postgres_admin_url, redis_url
 from tests.support.deployment import AirflowDeployment
 from tests.support.emulator import EmulatorControl
 
@@ -40,23 +39,11 @@ def local_airflow(
     """Airflow with LocalExecutor (PostgreSQL when given, else SQLite), one triggerer, the system DAGs."""
     deployment = AirflowDeployment(
         tmp_path_factory.mktemp("airflow-local"),
-        dags=DAGS.glob("*.py"),
+        dags=[DAGS / "system_dags.py"],
         env={CONN_VARIABLE: emulator.connection()},
     )
     with deployment:
         yield deployment
-
-
-@pytest.fixture(scope="session")
-def celery_broker_url() -> str:
-    """The Redis URL for CeleryExecutor; skips unless both PostgreSQL and Redis are given."""
-    broker = redis_url()
-    if broker is None or postgres_admin_url() is None:
-        pytest.skip(
-            f"CeleryExecutor needs PostgreSQL (its result backend) and Redis (its broker): set "
-            f"{POSTGRES_URL_VARIABLE} and {REDIS_URL_VARIABLE} (README: System tests)"
-        )
-    return broker
 
 
 @pytest.fixture
