@@ -61,9 +61,10 @@ async def cancel_batches(trigger: BaseTrigger, hook: OpenAIBatchHook, batch_ids:
 
 
 async def cancel_if_stopped(trigger: BaseTrigger, hook: OpenAIBatchHook, batch_ids: list[str]) -> None:
-    """Before Airflow 3.3, on the trigger's cancellation: cancel its batches if a user stopped its task.
+    """Cancel the trigger's batches if a user stopped its task (see :func:`stopped_by_user`).
 
-    Runs to its end even when Airflow cancels the trigger again meanwhile.
+    Called from ``on_kill`` on Airflow 3.3+, and on the trigger's cancellation before; runs to its
+    end even when Airflow cancels the trigger again meanwhile.
     """
 
     async def cancel_when_stopped() -> None:
@@ -218,8 +219,8 @@ class OpenAIBatchTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Airflow 3.3+, on a user's action: cancel the batch only if the task was stopped, not cleared."""
-        if self.cancel_on_kill and await stopped_by_user(self):
-            await cancel_batches(self, self.hook, [self.batch_id])
+        if self.cancel_on_kill:
+            await cancel_if_stopped(self, self.hook, [self.batch_id])
 
 
 def _stop_message(batch_id: str, error: OpenAIBatchAPIError) -> str:
@@ -419,5 +420,5 @@ class OpenAIBatchesTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """Airflow 3.3+, on a user's action: cancel the live batches only if the task was stopped."""
-        if self.cancel_on_kill and await stopped_by_user(self):
-            await cancel_batches(self, self.hook, self._unfinished())
+        if self.cancel_on_kill:
+            await cancel_if_stopped(self, self.hook, self._unfinished())
