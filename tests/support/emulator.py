@@ -10,26 +10,35 @@ import httpx
 
 from airflow_batch_provider.emulator.server import EmulatorProcess, EmulatorServer
 
+Emulator = EmulatorServer | EmulatorProcess
+"""A running emulator, in this process or in a process of its own."""
 
-def api(server: EmulatorServer, method: str, path: str, **kwargs: Any) -> Any:
+
+def api(server: Emulator, method: str, path: str, **kwargs: Any) -> Any:
     """Call the emulator at ``path`` below its root (``/v1/...``, ``/_emulator/...``); return the JSON."""
     headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
-    response = httpx.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
+    root = server.base_url.removesuffix("/v1")
+    response = httpx.request(method, f"{root}{path}", headers=headers, timeout=10, **kwargs)
     return response.raise_for_status().json()
 
 
-def batch_status(server: EmulatorServer, batch_id: str) -> str:
+def batch_status(server: Emulator, batch_id: str) -> str:
     """The batch's status as the emulator answers it now."""
     return str(api(server, "GET", f"/v1/batches/{batch_id}")["status"])
 
 
-def batches_of(server: EmulatorServer, dag_id: str) -> list[dict[str, Any]]:
-    """The emulator's batches (newest 100) whose metadata names ``dag_id``."""
+def batches_of(server: Emulator, dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
+    """The emulator's batches (newest 100) an Airflow task made for ``dag_id`` (and ``run_id``)."""
     batches = api(server, "GET", "/v1/batches", params={"limit": 100})["data"]
-    return [batch for batch in batches if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id]
+    return [
+        batch
+        for batch in batches
+        if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id
+        and (run_id is None or batch["metadata"].get("airflow_run_id") == run_id)
+    ]
 
 
-def set_faults(server: EmulatorServer, rules: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
+def set_faults(server: Emulator, rules: list[dict[str, Any]]) -> Callable[[], list[dict[str, Any]]]:
     """Inject faults (the emulator needs ``enable_admin``); return a function reading the rules back."""
     api(server, "PUT", "/_emulator/faults", json={"rules": rules})
     return lambda: api(server, "GET", "/_emulator/faults")["rules"]
@@ -104,23 +113,15 @@ class EmulatorControl:
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the emulator at ``path`` below its root (``/v1/batches``); return the JSON."""
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        response = httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
-        return response.raise_for_status().json()
+        return api(self.process, method, path, **kwargs)
 
     def batches_of(self, dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
         """The batches (newest 100) an Airflow task made for ``dag_id`` (and ``run_id``)."""
-        batches = self.api("GET", "/v1/batches", params={"limit": 100})["data"]
-        return [
-            batch
-            for batch in batches
-            if (batch.get("metadata") or {}).get("airflow_dag_id") == dag_id
-            and (run_id is None or batch["metadata"].get("airflow_run_id") == run_id)
-        ]
+        return batches_of(self.process, dag_id, run_id)
 
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         """Replace the fault rules (:class:`~airflow_batch_provider.emulator.faults.FaultRule` fields)."""
-        self.api("PUT", "/_emulator/faults", json={"rules": rules})
+        set_faults(self.process, rules)
 
     def faults(self) -> list[dict[str, Any]]:
         """The fault rules now, ``count`` being what is left of each."""
