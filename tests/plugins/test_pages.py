@@ -18,8 +18,8 @@ from airflow_batch_provider.outputs import estimate_cost
 from airflow_batch_provider.plugins import pages as pages_module
 from airflow_batch_provider.plugins.auth import _user_from_header_or_cookie
 from tests.plugins.conftest import START, Pages, airflow_batch, shown_batch_ids
-from tests.support.api_server import free_port
 from tests.support.emulator import batch_status, batches_of
+from tests.support.processes import free_port
 from tests.support.requests import CHAT_ENDPOINT, chat_requests, jsonl_bytes, rejected_request
 from tests.support.scripted_server import Reply, ScriptedServer, batch_json
 from tests.support.sdk import client_for, wait_for

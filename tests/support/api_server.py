@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -27,15 +23,10 @@ from types import TracebackType
 import httpx
 from typing_extensions import Self
 
+from tests.support.processes import ManagedProcess, free_port, tail, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class AirflowAPIServer:
@@ -62,8 +53,11 @@ class AirflowAPIServer:
         self._env = dict(env or {})
         self._auth_manager = auth_manager
         self._scratch = Path(tempfile.mkdtemp(prefix="abp-api-server-"))
-        self.log_path = self._scratch / "api-server.log"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._scratch / "api-server.log"
 
     def password(self, user: str) -> str:
         return f"{user}-password"
@@ -96,62 +90,42 @@ class AirflowAPIServer:
             "AIRFLOW__API__EXPOSE_CONFIG": "False",
             **self._env,
         }
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "airflow",
-                    "api-server",
-                    "--port",
-                    str(self.port),
-                    "--host",
-                    "127.0.0.1",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, ended as a whole
-            )
+        command = [
+            sys.executable,
+            "-m",
+            "airflow",
+            "api-server",
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+        ]
+        self._process = ManagedProcess("api-server", command, env, self._scratch).start()
         try:
-            self._wait_until_ready()
+            wait_until(self._ready, STARTUP_TIMEOUT, "airflow api-server to be ready", details=self.log_tail)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                assert self._process is not None
-                if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"airflow api-server exited {self._process.returncode}:\n{self.log_tail()}"
-                    )
-                try:
-                    if client.get(self.url("api/v2/monitor/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)  # a poll interval, not a wait for an outcome
-        raise TimeoutError(f"airflow api-server not ready in {STARTUP_TIMEOUT:.0f} s:\n{self.log_tail()}")
+    def _ready(self) -> bool:
+        assert self._process is not None
+        if not self._process.alive():
+            raise RuntimeError(f"airflow api-server exited {self._process.returncode}:\n{self.log_tail()}")
+        try:
+            return httpx.get(self.url("api/v2/monitor/health"), timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of the server's output, for a failing test's report."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def stop(self) -> None:
-        """End the server's process group: SIGTERM, then SIGKILL after 15 s."""
+        """End the server's process group (SIGTERM, then SIGKILL), and every descendant."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+        if process is not None:
+            process.stop(grace=15)
 
     def __enter__(self) -> Self:
         return self.start()
