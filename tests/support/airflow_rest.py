@@ -14,6 +14,7 @@ Every wait polls with a deadline and fails with the last state it saw.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,11 @@ FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_fail
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+def epoch(timestamp: str) -> float:
+    """Seconds since the epoch of a timestamp the REST API answers (``2026-11-26T10:00:00Z``)."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 class AirflowREST:
@@ -98,6 +104,10 @@ class AirflowREST:
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
         """The task instance, with ``state``, ``try_number``, ``pid``, ``trigger`` and ``triggerer_job``."""
         return dict(self.request("GET", self._ti_path(dag_id, run_id, task_id, map_index)))
+
+    def task_try(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> dict[str, Any]:
+        """One try of a task instance, as its history keeps it."""
+        return dict(self.request("GET", f"{self._ti_path(dag_id, run_id, task_id)}/tries/{try_number}"))
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run (mapped ones each on their own)."""

@@ -30,13 +30,12 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
+from tests.support.airflow_rest import epoch
 from tests.support.databases import postgres_admin_url, redis_url
 from tests.support.deployment import AirflowDeployment
 from tests.support.emulator import EmulatorControl
@@ -72,10 +71,6 @@ pytestmark = pytest.mark.skipif(
     reason="the CeleryExecutor tests need ABP_SYSTEM_POSTGRES_URL (PostgreSQL) and "
     "ABP_SYSTEM_REDIS_URL (Redis as broker)",
 )
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _start_worker(airflow: AirflowDeployment, name: str) -> ManagedProcess:
@@ -158,7 +153,7 @@ def scale_run(airflow: AirflowDeployment, emulator: EmulatorControl) -> ScaleRun
     emulator.release()
     run = airflow.rest.wait_for_run(SCALE_DAG, run_id, timeout=RUN_TIMEOUT)
     record(f"{SCALE_DAG} run, trigger to end (batches held until all 11 waited)", time.monotonic() - started)
-    record(f"{SCALE_DAG} run, its own start to end", _epoch(run["end_date"]) - _epoch(run["start_date"]))
+    record(f"{SCALE_DAG} run, its own start to end", epoch(run["end_date"]) - epoch(run["start_date"]))
     return ScaleRun(run_id, run, airflow.rest.task_instances(SCALE_DAG, run_id), deferred, holders)
 
 
@@ -274,15 +269,6 @@ the look is over before the test releases the batches (after the retry, 15 s and
 emulator's restart then need not wait for it to end."""
 
 
-def _try(
-    airflow: AirflowDeployment, dag_id: str, run_id: str, task_id: str, try_number: int
-) -> dict[str, Any]:
-    """One try of a task instance, as its history keeps it."""
-    run = f"dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
-    path = f"{run}/taskInstances/{quote(task_id, safe='')}/tries/{try_number}"
-    return dict(airflow.rest.request("GET", path))
-
-
 def test_a_worker_killed_while_its_task_submits_is_retried_on_the_other_and_no_batch_is_made_twice(
     airflow: AirflowDeployment, emulator_held: EmulatorControl
 ) -> None:
@@ -322,10 +308,10 @@ def test_a_worker_killed_while_its_task_submits_is_retried_on_the_other_and_no_b
             condition=lambda ti: ti["try_number"] == 2,
         )
         retry_running = time.time() - killed_at
-        failed_try = _try(airflow, CRASH_DAG, run_id, "one_task", 1)
+        failed_try = airflow.rest.task_try(CRASH_DAG, run_id, "one_task", 1)
         record(
             "worker SIGKILL -> the task's try 1 failed (no heartbeat)",
-            _epoch(failed_try["end_date"]) - killed_at,
+            epoch(failed_try["end_date"]) - killed_at,
         )
         record("worker SIGKILL -> try 2 running on the other worker", retry_running)
         assert (failed_try["state"], failed_try["hostname"]) == ("failed", victim.name)

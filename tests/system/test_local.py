@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
 
+from tests.support.airflow_rest import epoch
 from tests.support.deployment import TRIGGERER_HEALTH_THRESHOLD, AirflowDeployment
 from tests.support.emulator import EmulatorControl
 from tests.support.processes import ManagedProcess, wait_until
@@ -27,10 +27,6 @@ WAIT_DAG = "system_wait"
 DEADLINE_DAG = "system_deadline"
 STILL_RUNNING = "its batches keep running"
 """What the trigger logs when its task was cleared or marked success (and it cancels nothing)."""
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def _in_a_triggerer(ti: dict[str, Any]) -> bool:
@@ -103,7 +99,7 @@ def test_a_run_succeeds_with_the_sensor_deferred_and_its_trigger_in_the_triggere
     assert airflow.rest.xcom(WAIT_DAG, run_id, "wait") == batch["output_file_id"]
     ti = airflow.rest.task_instance(WAIT_DAG, run_id, "wait")
     assert ti["try_number"] == 1
-    record("fire delay (batch completed -> sensor success)", _epoch(ti["end_date"]) - batch["completed_at"])
+    record("fire delay (batch completed -> sensor success)", epoch(ti["end_date"]) - batch["completed_at"])
 
 
 def test_a_sigkilled_triggerers_wait_resumes_on_a_new_one_and_the_sensors_deadline_still_holds(
@@ -131,8 +127,8 @@ def test_a_sigkilled_triggerers_wait_resumes_on_a_new_one_and_the_sensors_deadli
 
     # The batch never completes: the sensor fails at its deadline, counted from its first start.
     ti = airflow.rest.wait_for_task(DEADLINE_DAG, run_id, "wait", {"failed"}, DEADLINE_SECONDS + 60)
-    started = _epoch(first["start_date"])
-    assert DEADLINE_SECONDS <= _epoch(ti["end_date"]) - started <= DEADLINE_SECONDS + 15
+    started = epoch(first["start_date"])
+    assert DEADLINE_SECONDS <= epoch(ti["end_date"]) - started <= DEADLINE_SECONDS + 15
     assert ti["try_number"] == 1
     log = airflow.rest.task_log(DEADLINE_DAG, run_id, "wait", 1)
     assert f"Cancelled batch {batch['id']} at the sensor's timeout" in log
